@@ -1,0 +1,3 @@
+module github.com/hangar-vm/hangar
+
+go 1.26
