@@ -1,0 +1,59 @@
+package s3
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// Put implements storage.Putter. S3 makes a PUT (or a completed multi-part
+// upload) visible atomically, so readers never see a partial object.
+func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.put(ctx, "put", key, r, size, false)
+}
+
+// Create implements storage.Creator with "If-None-Match: *". minio-go sends
+// the header on the single PUT and, for multi-part uploads, on the
+// CompleteMultipartUpload request too, where the server decides.
+func (s *Store) Create(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	return s.put(ctx, "create", key, r, size, true)
+}
+
+func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size int64, ifAbsent bool) error {
+	name, err := s.objectName(key)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	if size < 0 {
+		// minio-go would buffer parts of unknown size in memory.
+		return fmt.Errorf("%s %s: negative size %d", op, key, size)
+	}
+	body, err := section(r, size)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	}
+	opts := s.putOpts // a copy: the custom header below must not leak into Put
+	if ifAbsent {
+		opts.SetMatchETagExcept("*")
+	}
+	if _, err := s.client.PutObject(ctx, s.bucket, name, body, size, opts); err != nil {
+		return fmt.Errorf("%s %s: %w", op, key, translateError(ctx, err))
+	}
+	return nil
+}
+
+// section returns the size bytes of r from its current position as an
+// io.SectionReader when r can read at offsets. minio-go uploads parts of a
+// ReaderAt in parallel straight from it, without buffering, but reads it from
+// offset 0: the section keeps the caller's position meaningful.
+func section(r io.ReadSeeker, size int64) (io.Reader, error) {
+	ra, ok := r.(io.ReaderAt)
+	if !ok {
+		return io.LimitReader(r, size), nil
+	}
+	pos, err := r.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return nil, err
+	}
+	return io.NewSectionReader(ra, pos, size), nil
+}
