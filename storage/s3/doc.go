@@ -17,12 +17,14 @@
 // unknown-size path (which buffers 16 MiB .. 5 GiB per part in memory) is
 // never taken.
 //
-// Create is a PUT with "If-None-Match: *" (minio-go's
-// PutObjectOptions.SetMatchETagExcept("*")); the header is also sent on
-// CompleteMultipartUpload, so a multi-part Create is conditional too. The
-// store answers 412 PreconditionFailed when the key exists, which becomes
-// storage.ErrAlreadyExists. MinIO honours it under concurrent Creates of one
-// key (exactly one wins; see TestCreateRace).
+// Create is one PUT with "If-None-Match: *" (minio-go's
+// PutObjectOptions.SetMatchETagExcept("*")). The server answers 412
+// PreconditionFailed when the key exists, which becomes
+// storage.ErrAlreadyExists; MinIO checks it under its per-object lock, so
+// among concurrent Creates exactly one wins (storetest's CreateRace,
+// TestCreateRaceMultipart). Create is never multi-part, because minio-go
+// does not carry the header to CompleteMultipartUpload (see put.go), which
+// bounds it to MaxCreateSize (5 GiB).
 //
 // Retries: minio-go's own retry loop (10 attempts with backoff by default)
 // is switched off (MaxRetries = 1). Retry policy lives in one place, the

@@ -12,9 +12,19 @@ func (s *Store) Put(ctx context.Context, key string, r io.ReadSeeker, size int64
 	return s.put(ctx, "put", key, r, size, false)
 }
 
-// Create implements storage.Creator with "If-None-Match: *". minio-go sends
-// the header on the single PUT and, for multi-part uploads, on the
-// CompleteMultipartUpload request too, where the server decides.
+// MaxCreateSize bounds Create: a conditional create is always one PUT (see
+// Create), and S3 takes at most 5 GiB in one PUT.
+const MaxCreateSize = 5 << 30
+
+// Create implements storage.Creator with a single PUT carrying
+// "If-None-Match: *" (minio-go's SetMatchETagExcept("*")); the server
+// answers 412 if the key exists, which translateError makes ErrAlreadyExists.
+//
+// Never multi-part: minio-go v7.0.91 sends the custom header on
+// CreateMultipartUpload but drops it from CompleteMultipartUpload, so the
+// server checks the condition when the upload starts, not when it commits,
+// and two racing uploads can both "create" the object (TestCreateRaceMultipart
+// caught this). Creates are for small commit records such as manifests.
 func (s *Store) Create(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
 	return s.put(ctx, "create", key, r, size, true)
 }
@@ -34,7 +44,11 @@ func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size i
 	}
 	opts := s.putOpts // a copy: the custom header below must not leak into Put
 	if ifAbsent {
+		if size > MaxCreateSize {
+			return fmt.Errorf("%s %s: %d bytes is more than a conditional create can write (%d)", op, key, size, MaxCreateSize)
+		}
 		opts.SetMatchETagExcept("*")
+		opts.DisableMultipart = true
 	}
 	if _, err := s.client.PutObject(ctx, s.bucket, name, body, size, opts); err != nil {
 		return fmt.Errorf("%s %s: %w", op, key, translateError(ctx, err))
