@@ -34,7 +34,10 @@ type Getter interface {
 	// Get returns a reader for length bytes of key starting at offset.
 	// length < 0 means up to the end of the object. A missing key is
 	// ErrNotFound (reported by Get itself, not by the first Read). A range
-	// past the end of the object is an error. The caller closes the reader.
+	// past the end of the object (offset > size, offset+length > size) or a
+	// negative offset is an error, reported by Get or at the latest by the
+	// reader before io.EOF, never a short object; offset == size yields no
+	// bytes. The caller closes the reader.
 	// Get may be retried.
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 }
