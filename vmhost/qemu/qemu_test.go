@@ -1,0 +1,478 @@
+package qemu_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/vmhost"
+	"github.com/hangar-vm/hangar/vmhost/guest"
+	"github.com/hangar-vm/hangar/vmhost/guest/agent"
+	"github.com/hangar-vm/hangar/vmhost/qemu"
+)
+
+// bootTimeout is generous: guests run under TCG on a shared machine.
+const bootTimeout = 3 * time.Minute
+
+var (
+	imageOnce sync.Once
+	image     guest.Image
+	imageErr  error
+)
+
+// testImage builds (or takes from the cache) the default guest image.
+func testImage(t testing.TB) guest.Image {
+	t.Helper()
+	kernelDir := testenv.KernelDir(t)
+	imageOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		image, imageErr = guest.Build(ctx, guest.BuildOptions{KernelDir: kernelDir})
+	})
+	if imageErr != nil {
+		t.Fatalf("build guest image: %v", imageErr)
+	}
+	return image
+}
+
+// newDriver returns a TCG driver that is closed, and checked to have left
+// no QEMU behind, when the test ends.
+func newDriver(t testing.TB, root string) *qemu.Driver {
+	t.Helper()
+	bin := testenv.QEMUBinary(t)
+	d, err := qemu.New(context.Background(), qemu.Settings{Binary: bin, Accel: qemu.AccelTCG})
+	if err != nil {
+		t.Fatalf("qemu.New: %v", err)
+	}
+	t.Cleanup(func() {
+		d.Close()
+		if pids := qemuUnder(root); len(pids) > 0 {
+			t.Errorf("qemu processes left under %s: %v", root, pids)
+			for _, p := range pids {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	})
+	return d
+}
+
+// qemuUnder lists live processes whose command line mentions root.
+func qemuUnder(root string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmd, []byte(root)) {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// shortTemp is a temporary directory with a short path: unix socket paths
+// are limited to 107 bytes, and t.TempDir() embeds the test's name.
+func shortTemp(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "hg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func config(im guest.Image, dir string, memMiB int) vmhost.Config {
+	return vmhost.Config{MemoryMiB: memMiB, VCPUs: 1, Boot: im.Boot(), Dir: dir}
+}
+
+func bootGuest(t testing.TB, d *qemu.Driver, cfg vmhost.Config) (vmhost.VM, *agent.Client, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	vm, err := d.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	c, err := guest.WaitReady(ctx, vm)
+	if err != nil {
+		t.Fatalf("boot: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return vm, c, time.Since(start)
+}
+
+// copySnapshot copies a snapshot directory the way another host would
+// receive it: fresh, sparse files.
+func copySnapshot(t testing.TB, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{vmhost.MemoryFile, vmhost.DeviceStateFile, vmhost.SnapshotInfoFile} {
+		out, err := exec.Command("cp", "--sparse=always", filepath.Join(from, name), filepath.Join(to, name)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("cp %s: %v: %s", name, err, out)
+		}
+	}
+}
+
+func randomToken(t testing.TB) string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// TestGuestStandbyRestore is the main integration test: one real guest
+// boots, is parked on "host A", its files travel to "host B", and it is
+// resumed there with its RAM intact.
+func TestGuestStandbyRestore(t *testing.T) {
+	im := testImage(t)
+	root := shortTemp(t)
+	d := newDriver(t, root)
+	ctx := context.Background()
+
+	vm, c, boot := bootGuest(t, d, config(im, filepath.Join(root, "run1"), 256))
+	t.Logf("boot to agent ready (TCG, 256 MiB): %v", boot)
+	if vm.State() != vmhost.StateRunning {
+		t.Fatalf("state after boot = %s, want running", vm.State())
+	}
+
+	token := randomToken(t)
+	var before agent.State
+	t.Run("agent", func(t *testing.T) {
+		if p, err := c.Ping(ctx); err != nil || p.Version != agent.Version {
+			t.Fatalf("ping = %+v, %v", p, err)
+		}
+		res, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"echo", "hello", "guest"}})
+		if err != nil || res.ExitCode != 0 || string(res.Stdout) != "hello guest\n" {
+			t.Fatalf("exec echo = %+v, %v", res, err)
+		}
+		res, err = c.Exec(ctx, agent.ExecRequest{Argv: []string{"sh", "-c", "echo oops >&2; exit 3"}})
+		if err != nil || res.ExitCode != 3 || string(res.Stderr) != "oops\n" {
+			t.Fatalf("exec exit 3 = %+v, %v", res, err)
+		}
+		res, err = c.Exec(ctx, agent.ExecRequest{Argv: []string{"sleep", "30"}, Timeout: 0.5})
+		if err != nil || !res.TimedOut || res.ExitCode != -1 {
+			t.Fatalf("exec with timeout = %+v, %v", res, err)
+		}
+		if _, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"/no/such/program"}}); err == nil {
+			t.Fatal("exec of a missing program: no error")
+		}
+		// /run is tmpfs: the token exists only in guest RAM.
+		out, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"sh", "-c", "grep ' /run ' /proc/mounts"}})
+		if err != nil || !strings.Contains(string(out.Stdout), "tmpfs") {
+			t.Fatalf("/run is not tmpfs: %+v, %v", out, err)
+		}
+		if err := c.WriteFile(ctx, "/run/token", []byte(token), 0o600); err != nil {
+			t.Fatalf("write_file: %v", err)
+		}
+		got, err := c.ReadFile(ctx, "/run/token")
+		if err != nil || string(got) != token {
+			t.Fatalf("read_file = %q, %v; want %q", got, err, token)
+		}
+		var ae *agent.Error
+		if _, err := c.ReadFile(ctx, "/run/missing"); !errors.As(err, &ae) || ae.Code != agent.CodeNotFound {
+			t.Fatalf("read of a missing file: %v, want code %s", err, agent.CodeNotFound)
+		}
+		s1, err := c.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * agent.CounterInterval)
+		before, err = c.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if before.BootID == "" || before.BootID != s1.BootID || before.Counter <= s1.Counter {
+			t.Fatalf("state did not advance: %+v then %+v", s1, before)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	dirA := filepath.Join(root, "hostA")
+	start := time.Now()
+	info, err := vm.Standby(ctx, dirA)
+	standby := time.Since(start)
+	if err != nil {
+		t.Fatalf("standby: %v", err)
+	}
+	t.Logf("standby (256 MiB, request to durable+stopped): %v, paused-to-durable %v, device state %d bytes", standby, info.PauseDuration, info.DeviceStateBytes)
+	if vm.State() != vmhost.StateStopped {
+		t.Errorf("state after standby = %s, want stopped", vm.State())
+	}
+	if st, _ := vm.Wait(ctx); !st.Requested {
+		t.Errorf("exit after standby not marked requested: %+v", st)
+	}
+	if _, err := c.Ping(ctx); !errors.Is(err, agent.ErrDisconnected) {
+		t.Errorf("ping after standby: %v, want ErrDisconnected", err)
+	}
+	if got, err := vmhost.ReadSnapshotInfo(dirA); err != nil || got.MemoryMiB != 256 || got.Boot.ImageDigest != im.Digest {
+		t.Fatalf("snapshot info = %+v, %v", got, err)
+	}
+	if st, err := os.Stat(filepath.Join(dirA, vmhost.MemoryFile)); err != nil || st.Size() != 256<<20 {
+		t.Fatalf("memory file: %v, %v", st, err)
+	}
+	if _, err := vm.Standby(ctx, filepath.Join(root, "again")); !errors.Is(err, vmhost.ErrInvalidState) {
+		t.Errorf("standby of a stopped VM: %v, want ErrInvalidState", err)
+	}
+
+	// "Host B": its own copy of the files, its own runtime directory.
+	dirB := filepath.Join(root, "hostB")
+	copySnapshot(t, dirA, dirB)
+	start = time.Now()
+	vm2, err := d.Restore(ctx, config(im, filepath.Join(root, "run2"), 256), vmhost.RestoreSource{Dir: dirB})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	resumed := time.Since(start)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.Reconnect(rctx, vm2.Paths().AgentSocket); err != nil {
+		t.Fatalf("agent after restore: %v", err)
+	}
+	t.Logf("restore: running after %v, agent answering after %v", resumed, time.Since(start))
+
+	got, err := c.ReadFile(ctx, "/run/token")
+	if err != nil || string(got) != token {
+		t.Fatalf("token after restore = %q, %v; want %q", got, err, token)
+	}
+	after, err := c.State(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.BootID != before.BootID {
+		t.Errorf("boot id changed: %s -> %s", before.BootID, after.BootID)
+	}
+	if after.Counter < before.Counter {
+		t.Errorf("counter went back: %d -> %d", before.Counter, after.Counter)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		later, err := c.State(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if later.Counter > after.Counter {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counter stuck at %d after restore", later.Counter)
+		}
+		time.Sleep(agent.CounterInterval)
+	}
+
+	// A QEMU killed behind the driver's back is a crash, noticed at once.
+	t.Run("crash", func(t *testing.T) {
+		if err := syscall.Kill(vm2.PID(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := vm2.Wait(wctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm2.State() != vmhost.StateCrashed || st.Requested || st.Signal != "SIGKILL" {
+			t.Fatalf("after kill: state %s, exit %+v", vm2.State(), st)
+		}
+		if _, err := vm2.Standby(ctx, filepath.Join(root, "crashed")); !errors.Is(err, vmhost.ErrInvalidState) {
+			t.Fatalf("standby of a crashed VM: %v", err)
+		}
+	})
+}
+
+// TestAttach hands a running guest from one driver to another, as a
+// restarted daemon would take it over.
+func TestAttach(t *testing.T) {
+	im := testImage(t)
+	root := shortTemp(t)
+	d1 := newDriver(t, root)
+	dir := filepath.Join(root, "vm")
+	vm, c, _ := bootGuest(t, d1, config(im, dir, 128))
+	s1, err := c.State(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := vm.PID()
+
+	d2 := newDriver(t, root)
+	if _, err := d2.Attach(context.Background(), filepath.Join(root, "nothing")); !errors.Is(err, vmhost.ErrNotFound) {
+		t.Fatalf("attach to an empty dir: %v, want ErrNotFound", err)
+	}
+	vm.(*qemu.VM).Release()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	vm2, err := d2.Attach(ctx, dir)
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if vm2.PID() != pid || vm2.State() != vmhost.StateRunning || vm2.Config().MemoryMiB != 128 {
+		t.Fatalf("attached vm: pid %d (want %d), state %s, config %+v", vm2.PID(), pid, vm2.State(), vm2.Config())
+	}
+	if _, err := d2.Start(ctx, config(im, dir, 128)); !errors.Is(err, vmhost.ErrInvalidState) {
+		t.Fatalf("second start in a live dir: %v, want ErrInvalidState", err)
+	}
+	s2, err := c.State(ctx)
+	if err != nil || s2.BootID != s1.BootID {
+		t.Fatalf("guest after attach: %+v, %v (before %+v)", s2, err, s1)
+	}
+	if err := vm2.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := vm2.Wait(ctx)
+	if err != nil || !st.Requested || vm2.State() != vmhost.StateStopped {
+		t.Fatalf("after stop: %+v, %v, state %s", st, err, vm2.State())
+	}
+}
+
+// TestNeverBoots: a kernel that is garbage starts a QEMU whose guest never
+// answers; waiting for it ends with ErrNotReady and the console, and no
+// QEMU survives.
+func TestNeverBoots(t *testing.T) {
+	im := testImage(t)
+	root := shortTemp(t)
+	d := newDriver(t, root)
+	bogus := filepath.Join(root, "bogus-kernel")
+	junk := make([]byte, 1<<20)
+	rand.Read(junk)
+	if err := os.WriteFile(bogus, junk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config(im, filepath.Join(root, "vm"), 128)
+	cfg.Boot.Kernel = bogus
+	vm, err := d.Start(context.Background(), cfg)
+	if err != nil {
+		// QEMU refusing the kernel outright is a fine, clear failure too.
+		t.Logf("start refused: %v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err = guest.WaitReady(ctx, vm)
+	if !errors.Is(err, guest.ErrNotReady) {
+		t.Fatalf("wait for a guest that never boots: %v, want ErrNotReady", err)
+	}
+	t.Logf("error: %v", err)
+	if err := vm.Kill(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRestoreRefused: snapshots that do not fit are refused before any
+// process starts.
+func TestRestoreRefused(t *testing.T) {
+	im := testImage(t)
+	root := shortTemp(t)
+	d := newDriver(t, root)
+	snap := filepath.Join(root, "snap")
+	os.MkdirAll(snap, 0o700)
+	info := vmhost.SnapshotInfo{Version: vmhost.SnapshotInfoVersion, Hypervisor: qemu.Name, MemoryMiB: 256, VCPUs: 1, Boot: im.Boot()}
+	if err := vmhost.WriteSnapshotInfo(snap, info); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(snap, vmhost.DeviceStateFile), []byte("QEVM"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mem := filepath.Join(snap, vmhost.MemoryFile)
+	if err := os.WriteFile(mem, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(mem, 128<<20)
+
+	other := im.Boot()
+	other.ImageDigest = "sha256:other"
+	for _, tc := range []struct {
+		name string
+		cfg  vmhost.Config
+		want string
+	}{
+		{"memory file smaller than memory_mib", config(im, filepath.Join(root, "r1"), 256), "memory file is 134217728 bytes"},
+		{"memory_mib differs from snapshot", config(im, filepath.Join(root, "r2"), 128), "snapshot has memory_mib 256"},
+		{"other guest image", vmhost.Config{MemoryMiB: 256, VCPUs: 1, Boot: other, Dir: filepath.Join(root, "r3")}, "needs guest image"},
+		{"vcpus differ", vmhost.Config{MemoryMiB: 256, VCPUs: 2, Boot: im.Boot(), Dir: filepath.Join(root, "r4")}, "config asks 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := d.Restore(context.Background(), tc.cfg, vmhost.RestoreSource{Dir: snap})
+			if !errors.Is(err, vmhost.ErrSnapshotMismatch) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("restore: %v; want ErrSnapshotMismatch mentioning %q", err, tc.want)
+			}
+			if _, err := os.Stat(filepath.Join(tc.cfg.Dir, "qemu.pid")); err == nil {
+				t.Fatal("a QEMU was started")
+			}
+		})
+	}
+	if _, err := d.Restore(context.Background(), config(im, filepath.Join(root, "r5"), 256), vmhost.RestoreSource{Dir: filepath.Join(root, "empty")}); !errors.Is(err, vmhost.ErrSnapshotMismatch) {
+		t.Fatalf("restore from a dir without a snapshot: %v", err)
+	}
+
+	// A device state QEMU cannot load: QEMU starts, fails the incoming
+	// migration and exits; Restore reports it and leaves nothing running.
+	os.Truncate(mem, 256<<20)
+	_, err := d.Restore(context.Background(), config(im, filepath.Join(root, "r6"), 256), vmhost.RestoreSource{Dir: snap})
+	if err == nil {
+		t.Fatal("restore of a garbage device state succeeded")
+	}
+	t.Logf("garbage device state: %v", err)
+}
+
+func TestConfigValidate(t *testing.T) {
+	long := "/" + strings.Repeat("x", 100)
+	for _, tc := range []struct {
+		name string
+		cfg  vmhost.Config
+		want []string
+	}{
+		{"ok", vmhost.Config{MemoryMiB: 256, VCPUs: 1, Boot: vmhost.Boot{Kernel: "/k"}, Dir: "/d"}, nil},
+		{"everything wrong", vmhost.Config{MemoryMiB: 1, VCPUs: 0, Dir: "rel"}, []string{"memory_mib 1", "vcpus 0", "boot.kernel is required", "not absolute"}},
+		{"socket path too long", vmhost.Config{MemoryMiB: 256, VCPUs: 1, Boot: vmhost.Boot{Kernel: "/k"}, Dir: long}, []string{"too long"}},
+		{"comma in path", vmhost.Config{MemoryMiB: 256, VCPUs: 1, Boot: vmhost.Boot{Kernel: "/k,x"}, Dir: "/d"}, []string{"comma"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.WithDefaults().Validate()
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, vmhost.ErrInvalidConfig) {
+				t.Fatalf("err = %v, want ErrInvalidConfig", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	if _, err := qemu.New(context.Background(), qemu.Settings{Accel: "hvf"}); !errors.Is(err, vmhost.ErrInvalidConfig) {
+		t.Errorf("accel hvf: %v", err)
+	}
+}
