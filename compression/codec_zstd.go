@@ -38,7 +38,7 @@ import (
 //     needs no history buffer beyond its output.
 //
 // Pooling: encoders in a sync.Pool per level (kopia's compressor_zstd.go);
-// see BenchmarkEncodeParallel for the comparison with one shared encoder
+// BenchmarkZstdPooling compares it with one shared encoder
 // whose EncodeAll bounds concurrency itself. One decoder, shared by all
 // levels, uses the library's concurrency-safe DecodeAll with GOMAXPROCS
 // internal block decoders: decoding does not depend on the level, and
