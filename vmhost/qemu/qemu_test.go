@@ -288,6 +288,36 @@ func TestGuestStandbyRestore(t *testing.T) {
 		time.Sleep(agent.CounterInterval)
 	}
 
+	// Second generation: the restored VM runs from hostB/memory; standby
+	// into another directory on the same filesystem moves the file there,
+	// and that snapshot restores too.
+	t.Run("second standby", func(t *testing.T) {
+		dirC := filepath.Join(root, "hostC")
+		info, err := vm2.Standby(ctx, dirC)
+		if err != nil {
+			t.Fatalf("standby of the restored VM: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dirB, vmhost.MemoryFile)); !os.IsNotExist(err) {
+			t.Errorf("memory file still in hostB: %v", err)
+		}
+		vm3, err := d.Restore(ctx, config(im, filepath.Join(root, "run3"), 256), vmhost.RestoreSource{Dir: dirC})
+		if err != nil {
+			t.Fatalf("restore of the second snapshot: %v", err)
+		}
+		if err := c.Reconnect(rctx, vm3.Paths().AgentSocket); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.ReadFile(ctx, "/run/token")
+		s3, serr := c.State(ctx)
+		if err != nil || string(got) != token || serr != nil || s3.BootID != before.BootID || s3.Counter < after.Counter {
+			t.Fatalf("after second restore: token %q (%v), state %+v (%v); device state %d bytes", got, err, s3, serr, info.DeviceStateBytes)
+		}
+		vm2 = vm3
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
 	// A QEMU killed behind the driver's back is a crash, noticed at once.
 	t.Run("crash", func(t *testing.T) {
 		if err := syscall.Kill(vm2.PID(), syscall.SIGKILL); err != nil {
