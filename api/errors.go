@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // Codes lists every ErrorCode of the spec's enum, in the order of DESIGN §7.
@@ -73,6 +74,9 @@ func Sentinel(code ErrorCode) *Error {
 // Error implements the error interface: the message, which already names the
 // resource or field, or the code when there is no message.
 func (e *Error) Error() string {
+	if e == nil {
+		return "internal error (nil *api.Error)"
+	}
 	if e.Message == "" {
 		return string(e.Code)
 	}
@@ -84,7 +88,7 @@ func (e *Error) Error() string {
 // message and wherever it was decoded.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	return ok && t.Code == e.Code
+	return ok && e != nil && t != nil && t.Code == e.Code
 }
 
 // Status is the HTTP status of the error's code.
@@ -181,11 +185,14 @@ func FromResponse(status int, body []byte) error {
 		return &e
 	}
 	code := CodeFor(status)
-	msg := strings.TrimSpace(string(body))
+	msg := strings.ToValidUTF8(strings.TrimSpace(string(body)), "\uFFFD")
 	if len(msg) > maxMessageBody {
-		msg = msg[:maxMessageBody] + "..."
+		cut := maxMessageBody
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "..."
 	}
-	msg = strings.ToValidUTF8(msg, "\uFFFD")
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
