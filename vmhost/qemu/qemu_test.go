@@ -1,11 +1,13 @@
 package qemu_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,6 +218,19 @@ func TestGuestStandbyRestore(t *testing.T) {
 		t.FailNow()
 	}
 
+	// A standby whose ctx has ended does nothing: the guest runs on.
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if _, err := vm.Standby(cctx, filepath.Join(root, "cancelled")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("standby with a cancelled ctx: %v", err)
+	}
+	if s, err := c.State(ctx); err != nil || vm.State() != vmhost.StateRunning || s.BootID != before.BootID {
+		t.Fatalf("after a cancelled standby: vm %s, agent %+v, %v", vm.State(), s, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "cancelled", vmhost.DeviceStateFile)); err == nil {
+		t.Fatal("a cancelled standby left a device-state file")
+	}
+
 	dirA := filepath.Join(root, "hostA")
 	start := time.Now()
 	info, err := vm.Standby(ctx, dirA)
@@ -300,7 +315,12 @@ func TestGuestStandbyRestore(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dirB, vmhost.MemoryFile)); !os.IsNotExist(err) {
 			t.Errorf("memory file still in hostB: %v", err)
 		}
-		vm3, err := d.Restore(ctx, config(im, filepath.Join(root, "run3"), 256), vmhost.RestoreSource{Dir: dirC})
+		// The memory file may live apart from the rest of the snapshot.
+		mem := filepath.Join(root, "memory-elsewhere")
+		if err := os.Rename(filepath.Join(dirC, vmhost.MemoryFile), mem); err != nil {
+			t.Fatal(err)
+		}
+		vm3, err := d.Restore(ctx, config(im, filepath.Join(root, "run3"), 256), vmhost.RestoreSource{Dir: dirC, MemoryPath: mem})
 		if err != nil {
 			t.Fatalf("restore of the second snapshot: %v", err)
 		}
@@ -505,4 +525,105 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := qemu.New(context.Background(), qemu.Settings{Accel: "hvf"}); !errors.Is(err, vmhost.ErrInvalidConfig) {
 		t.Errorf("accel hvf: %v", err)
 	}
+}
+
+const ownerHelperEnv = "HANGAR_QEMU_OWNER_HELPER"
+
+// TestOwnerDeath kills (SIGKILL) a process that started a QEMU: by default
+// its QEMU dies with it; with KeepRunningOnOwnerExit it survives and a new
+// owner attaches to it, as a daemon restarted after kill -9 would.
+func TestOwnerDeath(t *testing.T) {
+	if dir := os.Getenv(ownerHelperEnv); dir != "" {
+		ownerHelper(t, dir)
+		return
+	}
+	testImage(t) // built once here, not by two helpers at a time
+	root := shortTemp(t)
+	d := newDriver(t, root)
+	for _, keep := range []bool{false, true} {
+		t.Run(fmt.Sprintf("keep=%v", keep), func(t *testing.T) {
+			dir := filepath.Join(root, fmt.Sprintf("vm-%v", keep))
+			cmd := exec.Command(os.Args[0], "-test.run=^TestOwnerDeath$", "-test.v")
+			cmd.Env = append(os.Environ(), ownerHelperEnv+"="+dir, fmt.Sprintf("HANGAR_QEMU_OWNER_KEEP=%v", keep))
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pid := 0
+			sc := bufio.NewScanner(out)
+			for sc.Scan() {
+				if _, err := fmt.Sscanf(sc.Text(), "qemu pid %d", &pid); err == nil {
+					break
+				}
+			}
+			if pid == 0 {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatal("helper did not start a qemu")
+			}
+			cmd.Process.Kill()
+			cmd.Wait()
+
+			if !keep {
+				deadline := time.Now().Add(30 * time.Second)
+				for alive(pid) {
+					if time.Now().After(deadline) {
+						t.Fatalf("qemu %d outlived its owner", pid)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			vm, err := d.Attach(ctx, dir)
+			if err != nil {
+				t.Fatalf("attach after the owner died: %v", err)
+			}
+			if vm.PID() != pid || vm.State() != vmhost.StateRunning {
+				t.Fatalf("attached pid %d state %s, want %d running", vm.PID(), vm.State(), pid)
+			}
+			if err := vm.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st, err := vm.Wait(ctx); err != nil || st.Known || !st.Requested {
+				t.Fatalf("exit of an attached VM: %+v, %v", st, err)
+			}
+			if alive(pid) {
+				t.Fatalf("qemu %d still alive after Stop", pid)
+			}
+		})
+	}
+}
+
+func ownerHelper(t *testing.T, dir string) {
+	im := testImage(t)
+	d, err := qemu.New(context.Background(), qemu.Settings{
+		Binary: testenv.QEMUBinary(t), Accel: qemu.AccelTCG,
+		KeepRunningOnOwnerExit: os.Getenv("HANGAR_QEMU_OWNER_KEEP") == "true",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, err := d.Start(context.Background(), config(im, dir, 128))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("qemu pid %d\n", vm.PID())
+	os.Stdout.Sync()
+	time.Sleep(time.Minute) // until the parent kills us
+	d.Close()
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return !(i > 0 && len(stat) > i+2 && stat[i+2] == 'Z')
 }

@@ -163,6 +163,11 @@ func (c *qmpClient) execute(ctx context.Context, cmd string, args, result any) e
 // executeFD is execute that passes fd along with the command (SCM_RIGHTS),
 // as getfd and add-fd expect. fd < 0 passes none.
 func (c *qmpClient) executeFD(ctx context.Context, cmd string, args, result any, fd int) error {
+	// Never send a command whose answer nobody will wait for: the caller
+	// would not know whether it ran.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("qmp %s: %w", cmd, context.Cause(ctx))
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err

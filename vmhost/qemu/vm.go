@@ -308,18 +308,19 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	log := v.d.log.With("vm", cfg.Name, "dir", dir)
 
 	start := time.Now()
-	if err := v.execute(ctx, "stop", nil, nil); err != nil {
-		return info, fmt.Errorf("standby: pause: %w", err)
+	var devBytes int64
+	err := v.execute(ctx, "stop", nil, nil)
+	if err == nil {
+		v.setState(vmhost.StatePaused)
+		devBytes, err = v.saveDeviceState(ctx, dir)
 	}
-	v.setState(vmhost.StatePaused)
-	devBytes, err := v.saveDeviceState(ctx, dir)
 	if err == nil {
 		err = syncFile(v.paths.Memory)
 	}
 	if err != nil {
 		// Nothing is lost yet: the guest's RAM is in the file and QEMU holds
 		// the rest. Resume it as it was.
-		if prev == vmhost.StateRunning {
+		if prev == vmhost.StateRunning && !v.State().Exited() {
 			if cerr := v.execute(context.WithoutCancel(ctx), "cont", nil, nil); cerr != nil {
 				err = errors.Join(err, fmt.Errorf("resume after failed standby: %w", cerr))
 			} else {
