@@ -257,10 +257,13 @@ func BenchmarkEncode(b *testing.B) {
 		c := testCodecs(b)[name]
 		b.Run(name, func(b *testing.B) {
 			dst := make([]byte, 0, 2*len(raw))
-			var stored []byte
+			// Warm up: the first call builds the codec's pooled encoder.
+			stored, err := Encode(dst[:0], raw, c)
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.SetBytes(int64(len(raw)))
 			for b.Loop() {
-				var err error
 				if stored, err = Encode(dst[:0], raw, c); err != nil {
 					b.Fatal(err)
 				}
@@ -281,6 +284,9 @@ func BenchmarkDecode(b *testing.B) {
 				b.Fatal(err)
 			}
 			dst := make([]byte, 0, len(raw))
+			if _, err := Decode(dst[:0], stored, id); err != nil { // warm up the decoder
+				b.Fatal(err)
+			}
 			b.SetBytes(int64(len(raw)))
 			for b.Loop() {
 				if _, err := Decode(dst[:0], stored, id); err != nil {
