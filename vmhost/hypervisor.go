@@ -75,6 +75,12 @@ type Hypervisor interface {
 	// snapshot's, or another hypervisor's snapshot fail with
 	// ErrSnapshotMismatch. On any failure no process is left running and
 	// the snapshot files are unchanged (the guest never ran).
+	//
+	// When the VM runs from the snapshot's own memory file (src.Dir/memory),
+	// the snapshot is consumed: Restore removes src.Dir's SnapshotInfoFile
+	// (durably) just before the guest resumes, so the directory never again
+	// looks like a snapshot whose memory matches its device state. A
+	// restore from a copy of the memory file leaves src.Dir intact.
 	Restore(ctx context.Context, cfg Config, src RestoreSource) (VM, error)
 
 	// Attach finds a VM that a previous owner (a daemon that restarted)
@@ -292,9 +298,13 @@ type SnapshotInfo struct {
 	// HypervisorVersion the version of the binary.
 	Hypervisor        string `json:"hypervisor"`
 	HypervisorVersion string `json:"hypervisor_version,omitempty"`
-	// Machine is the driver's machine model (QEMU: machine type and
-	// accelerator-independent CPU model); a restore uses the same.
-	Machine   string `json:"machine,omitempty"`
+	// Machine is the driver's machine model (QEMU: the versioned machine
+	// type); a restore uses the same.
+	Machine string `json:"machine,omitempty"`
+	// CPU is the CPU model and Accel the accelerator the guest ran with
+	// (QEMU: "max"/"host", "tcg"/"kvm"); a restore uses the same.
+	CPU       string `json:"cpu,omitempty"`
+	Accel     string `json:"accel,omitempty"`
 	MemoryMiB int    `json:"memory_mib"`
 	VCPUs     int    `json:"vcpus"`
 	Boot      Boot   `json:"boot"`

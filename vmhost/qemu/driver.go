@@ -121,7 +121,7 @@ func (d *Driver) Start(ctx context.Context, cfg vmhost.Config) (vmhost.VM, error
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
 	m := machineArgs{Machine: d.machine, Accel: d.s.Accel, CPU: d.s.CPU, Config: cfg}
-	return d.launch(ctx, m, "")
+	return d.launch(ctx, m, "", "")
 }
 
 // Restore implements vmhost.Hypervisor.
@@ -162,15 +162,31 @@ func (d *Driver) Restore(ctx context.Context, cfg vmhost.Config, src vmhost.Rest
 			return nil, fmt.Errorf("restore from %s: %w", src.Dir, err)
 		}
 	}
+	// Device state from one accelerator does not load reliably under the
+	// other (CPU state layout and features differ): refuse it plainly
+	// rather than resume a guest that may misbehave.
+	if info.Accel != "" && info.Accel != d.s.Accel {
+		return nil, fmt.Errorf("restore from %s: %w: snapshot taken under accel %q, this host runs %q", src.Dir, vmhost.ErrSnapshotMismatch, info.Accel, d.s.Accel)
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restore vm: %w", err)
 	}
-	machine, accelCPU := info.Machine, d.s.CPU
-	if machine == "" {
-		machine = d.machine
+	m := machineArgs{Machine: info.Machine, Accel: d.s.Accel, CPU: info.CPU, Config: cfg, Incoming: true}
+	if m.Machine == "" {
+		m.Machine = d.machine
 	}
-	m := machineArgs{Machine: machine, Accel: d.s.Accel, CPU: accelCPU, Config: cfg, Incoming: true}
-	return d.launch(ctx, m, devState)
+	if m.CPU == "" {
+		m.CPU = d.s.CPU
+	}
+	// The snapshot's own memory file becomes live RAM: once the guest
+	// runs, the directory no longer holds a snapshot, and must not look
+	// like one (a restarted daemon would restore stale device state onto
+	// newer memory). Its info file goes just before the guest resumes.
+	consumed := ""
+	if filepath.Clean(src.MemoryPath) == filepath.Join(src.Dir, vmhost.MemoryFile) {
+		consumed = src.Dir
+	}
+	return d.launch(ctx, m, devState, consumed)
 }
 
 func validate(cfg vmhost.Config) error {
@@ -218,9 +234,10 @@ type runtimeInfo struct {
 }
 
 // launch spawns QEMU for m, takes control of QMP and resumes the guest
-// (after loading devState when m.Incoming). On failure the process is
-// killed and reaped before launch returns.
-func (d *Driver) launch(ctx context.Context, m machineArgs, devState string) (_ *VM, err error) {
+// (after loading devState when m.Incoming, and removing the snapshot info
+// from consumedDir if set). On failure the process is killed and reaped
+// before launch returns.
+func (d *Driver) launch(ctx context.Context, m machineArgs, devState, consumedDir string) (_ *VM, err error) {
 	cfg := m.Config
 	if err := checkNotLive(cfg.Dir); err != nil {
 		return nil, err
@@ -289,6 +306,14 @@ func (d *Driver) launch(ctx context.Context, m machineArgs, devState string) (_ 
 	if m.Incoming {
 		if err := v.incoming(ctx, devState); err != nil {
 			return nil, err
+		}
+	}
+	if consumedDir != "" {
+		if err := os.Remove(filepath.Join(consumedDir, vmhost.SnapshotInfoFile)); err != nil {
+			return nil, fmt.Errorf("restore: retire snapshot info: %w", err)
+		}
+		if err := vmhost.SyncDir(consumedDir); err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
 		}
 	}
 	if err := v.qmp.execute(ctx, "cont", nil, nil); err != nil {

@@ -267,6 +267,12 @@ func TestGuestStandbyRestore(t *testing.T) {
 		t.Fatalf("restore: %v", err)
 	}
 	resumed := time.Since(start)
+	if _, err := vmhost.ReadSnapshotInfo(dirB); !errors.Is(err, vmhost.ErrSnapshotMismatch) {
+		t.Errorf("hostB still looks like a snapshot after its memory went live: %v", err)
+	}
+	if _, err := vmhost.ReadSnapshotInfo(dirA); err != nil {
+		t.Errorf("hostA, restored from a copy, is no longer a snapshot: %v", err)
+	}
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := c.Reconnect(rctx, vm2.Paths().AgentSocket); err != nil {
@@ -478,13 +484,24 @@ func TestRestoreRefused(t *testing.T) {
 			}
 		})
 	}
+	os.Truncate(mem, 256<<20)
+	kvmInfo := info
+	kvmInfo.Accel = qemu.AccelKVM
+	kvmSnap := filepath.Join(root, "kvmsnap")
+	os.MkdirAll(kvmSnap, 0o700)
+	vmhost.WriteSnapshotInfo(kvmSnap, kvmInfo)
+	os.WriteFile(filepath.Join(kvmSnap, vmhost.DeviceStateFile), []byte("QEVM"), 0o600)
+	os.WriteFile(filepath.Join(kvmSnap, vmhost.MemoryFile), nil, 0o600)
+	os.Truncate(filepath.Join(kvmSnap, vmhost.MemoryFile), 256<<20)
+	if _, err := d.Restore(context.Background(), config(im, filepath.Join(root, "r7"), 256), vmhost.RestoreSource{Dir: kvmSnap}); !errors.Is(err, vmhost.ErrSnapshotMismatch) || !strings.Contains(err.Error(), "accel") {
+		t.Fatalf("restore of a kvm snapshot under tcg: %v", err)
+	}
 	if _, err := d.Restore(context.Background(), config(im, filepath.Join(root, "r5"), 256), vmhost.RestoreSource{Dir: filepath.Join(root, "empty")}); !errors.Is(err, vmhost.ErrSnapshotMismatch) {
 		t.Fatalf("restore from a dir without a snapshot: %v", err)
 	}
 
 	// A device state QEMU cannot load: QEMU starts, fails the incoming
 	// migration and exits; Restore reports it and leaves nothing running.
-	os.Truncate(mem, 256<<20)
 	_, err := d.Restore(context.Background(), config(im, filepath.Join(root, "r6"), 256), vmhost.RestoreSource{Dir: snap})
 	if err == nil {
 		t.Fatal("restore of a garbage device state succeeded")

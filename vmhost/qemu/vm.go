@@ -351,6 +351,8 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 		Hypervisor:        Name,
 		HypervisorVersion: v.d.version,
 		Machine:           v.m.Machine,
+		CPU:               v.m.CPU,
+		Accel:             v.m.Accel,
 		MemoryMiB:         cfg.MemoryMiB,
 		VCPUs:             cfg.VCPUs,
 		Boot:              cfg.Boot,
