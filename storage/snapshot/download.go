@@ -1,0 +1,352 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hangar-vm/hangar/storage"
+	"github.com/hangar-vm/hangar/storage/chunk"
+)
+
+// DownloadOptions tune a download. The zero value is usable.
+type DownloadOptions struct {
+	// Concurrency is how many chunks are fetched, verified and written at
+	// once; 0 means 8.
+	Concurrency int
+	// Cache, if set, is asked for every chunk first, and receives every
+	// chunk fetched from the store.
+	Cache ChunkCache
+	// Progress, if set, is called after every chunk (see reporter).
+	Progress func(DownloadProgress)
+}
+
+// DownloadStats say where a download's chunks came from. A chunk id that
+// appears several times in the snapshot is fetched once and counted once in
+// ChunksFromCache or ChunksFromStore; Reused counts its other positions.
+type DownloadStats struct {
+	Files           int
+	ChunksFromCache int
+	ChunksFromStore int
+	BytesFromCache  int64 // stored bytes
+	BytesFromStore  int64 // stored bytes
+	Reused          int
+	Holes           int
+	BytesWritten    int64 // raw bytes written; holes are never written
+}
+
+// target is one position of a chunk in the files being written.
+type target struct {
+	file  int
+	index int
+	off   int64
+}
+
+// fetched is a verified chunk: its raw bytes and where they came from.
+type fetched struct {
+	raw       []byte
+	fromCache bool
+	stored    int
+}
+
+// download is one Download call's state.
+type download struct {
+	r     *Repo
+	m     *Manifest
+	opts  DownloadOptions
+	files []*os.File
+
+	mu    sync.Mutex // guards stats and prog
+	stats DownloadStats
+	prog  reporter[DownloadProgress]
+}
+
+// Download writes the files of snapshot m into dir, each as dir/<name>.
+//
+// Each file is first written to a temporary file in dir
+// (".<name>.partial-*"), sized to the file (so it is sparse) and filled
+// with WriteAt at each chunk's offset; holes are never written and stay
+// holes. Chunks are fetched opts.Concurrency at a time: from opts.Cache
+// first, else from the store (then offered to the cache); each is verified
+// against its id (chunk.Decode) before a byte of it is written. A corrupt
+// cached copy is removed from the cache and fetched from the store instead;
+// a corrupt or missing stored chunk fails the download with an error that
+// names the snapshot, file, chunk index and id, and wraps
+// storage.ErrCorrupt or storage.ErrNotFound. A chunk id that occurs several
+// times is fetched once, and concurrent downloads on one Repo (forks of
+// one snapshot on one host) fetch a chunk they both need once.
+//
+// On success every file is fsynced and renamed to its name (replacing a
+// file there); on any error, cancellation included, the temporary files
+// are removed and nothing is left in dir.
+func (r *Repo) Download(ctx context.Context, m *Manifest, dir string, opts DownloadOptions) (stats DownloadStats, err error) {
+	start := time.Now()
+	defer func() { r.met.observe("download", start, err) }()
+	if m == nil {
+		return DownloadStats{}, errors.New("download: nil manifest")
+	}
+	if err := m.Validate(); err != nil {
+		return DownloadStats{}, fmt.Errorf("download snapshot %s: %w", m.ID, err)
+	}
+	if opts.Concurrency < 0 {
+		return DownloadStats{}, fmt.Errorf("download snapshot %s: Concurrency %d is negative", m.ID, opts.Concurrency)
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 8
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return DownloadStats{}, fmt.Errorf("download snapshot %s: %w", m.ID, err)
+	} else if !st.IsDir() {
+		return DownloadStats{}, fmt.Errorf("download snapshot %s: %s is not a directory", m.ID, dir)
+	}
+
+	d := &download{r: r, m: m, opts: opts, files: make([]*os.File, 0, len(m.Files))}
+	d.prog.fn = opts.Progress
+	d.stats.Files = len(m.Files)
+	defer func() {
+		if err != nil {
+			d.removeTemps()
+		}
+	}()
+	for _, f := range m.Files {
+		tmp, err := os.CreateTemp(dir, "."+f.Name+".partial-*")
+		if err != nil {
+			return DownloadStats{}, fmt.Errorf("download snapshot %s: %w", m.ID, err)
+		}
+		d.files = append(d.files, tmp)
+		if err := tmp.Truncate(f.Size); err != nil {
+			return DownloadStats{}, fmt.Errorf("download snapshot %s: file %s: %w", m.ID, f.Name, err)
+		}
+	}
+
+	// Group positions by chunk id, keeping first-seen order so that reads
+	// and writes go roughly front to back.
+	var order []chunk.ID
+	targets := make(map[chunk.ID][]target)
+	for fi, f := range m.Files {
+		for _, c := range f.Chunks {
+			if c.Hole {
+				d.stats.Holes++
+				continue
+			}
+			id := c.ChunkID()
+			if _, ok := targets[id]; !ok {
+				order = append(order, id)
+			}
+			targets[id] = append(targets[id], target{file: fi, index: c.Index, off: int64(c.Index) * int64(f.ChunkSize)})
+			d.prog.p.ChunksTotal++
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Concurrency)
+	for _, id := range order {
+		if gctx.Err() != nil {
+			break
+		}
+		ts := targets[id]
+		g.Go(func() error { return d.one(gctx, id, ts) })
+	}
+	if err := g.Wait(); err != nil {
+		return DownloadStats{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return DownloadStats{}, fmt.Errorf("download snapshot %s: %w", m.ID, err)
+	}
+	if err := d.finish(dir); err != nil {
+		return DownloadStats{}, err
+	}
+	r.log.Info("snapshot downloaded", "snapshot", m.ID, "dir", dir,
+		"from_cache", d.stats.ChunksFromCache, "from_store", d.stats.ChunksFromStore,
+		"written", d.stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond))
+	return d.stats, nil
+}
+
+// one fetches a chunk and writes it at each of its positions.
+func (d *download) one(ctx context.Context, id chunk.ID, ts []target) error {
+	first := ts[0]
+	name := func(t target) string {
+		return fmt.Sprintf("download snapshot %s: file %s chunk %d (%s)", d.m.ID, d.m.Files[t.file].Name, t.index, id)
+	}
+	f, shared, err := d.r.fetch(ctx, id, d.opts.Cache)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name(first), err)
+	}
+	if !shared {
+		defer putRaw(f.raw)
+	}
+	for _, t := range ts {
+		if _, err := d.files[t.file].WriteAt(f.raw, t.off); err != nil {
+			return fmt.Errorf("%s: %w", name(t), err)
+		}
+	}
+	d.mu.Lock()
+	if f.fromCache {
+		d.stats.ChunksFromCache++
+		d.stats.BytesFromCache += int64(f.stored)
+	} else {
+		d.stats.ChunksFromStore++
+		d.stats.BytesFromStore += int64(f.stored)
+	}
+	d.stats.Reused += len(ts) - 1
+	written := int64(len(f.raw)) * int64(len(ts))
+	d.stats.BytesWritten += written
+	d.mu.Unlock()
+	d.prog.update(func(p *DownloadProgress) {
+		p.ChunksDone += int64(len(ts))
+		p.Written += written
+		if f.fromCache {
+			p.FromCache += int64(f.stored)
+		} else {
+			p.FromStore += int64(f.stored)
+		}
+	})
+	return nil
+}
+
+// finish makes the temporary files durable and gives them their names.
+func (d *download) finish(dir string) error {
+	for i, f := range d.files {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("download snapshot %s: file %s: %w", d.m.ID, d.m.Files[i].Name, err)
+		}
+	}
+	for i, f := range d.files {
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("download snapshot %s: file %s: %w", d.m.ID, d.m.Files[i].Name, err)
+		}
+	}
+	for i, f := range d.files {
+		if err := os.Rename(f.Name(), filepath.Join(dir, d.m.Files[i].Name)); err != nil {
+			return fmt.Errorf("download snapshot %s: %w", d.m.ID, err)
+		}
+	}
+	d.files = nil
+	if df, err := os.Open(dir); err == nil {
+		err = df.Sync()
+		df.Close()
+		if err != nil {
+			return fmt.Errorf("download snapshot %s: sync %s: %w", d.m.ID, dir, err)
+		}
+	}
+	return nil
+}
+
+func (d *download) removeTemps() {
+	for _, f := range d.files {
+		f.Close()
+		os.Remove(f.Name())
+	}
+}
+
+// fetch returns chunk id's raw bytes, verified: from cache if it has a good
+// copy, else from the store (and then into cache). Concurrent fetches of
+// one id on this Repo share one fetch; shared reports that the result may
+// be in other hands too, so its buffer must not be recycled.
+func (r *Repo) fetch(ctx context.Context, id chunk.ID, cache ChunkCache) (fetched, bool, error) {
+	// A shared fetch runs under the first caller's ctx: if that caller
+	// gives up, the others try again under their own.
+	for attempt := 0; ; attempt++ {
+		v, err, shared := r.fetches.Do(id.String(), func() (any, error) {
+			return r.fetchOne(ctx, id, cache)
+		})
+		if err != nil {
+			if ctx.Err() == nil && attempt < 3 && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+				continue
+			}
+			return fetched{}, false, err
+		}
+		return v.(fetched), shared, nil
+	}
+}
+
+func (r *Repo) fetchOne(ctx context.Context, id chunk.ID, cache ChunkCache) (fetched, error) {
+	if cache != nil {
+		stored, err := cache.Get(id)
+		if err == nil {
+			raw, derr := chunk.Decode(getRaw(), stored, id)
+			if derr == nil {
+				r.met.downloadChunks.Add(ctx, 1, attrSrcCache)
+				r.met.downloadBytes.Add(ctx, int64(len(stored)), attrSrcCache)
+				return fetched{raw: raw, fromCache: true, stored: len(stored)}, nil
+			}
+			putRaw(raw)
+			r.log.Warn("corrupt chunk in the cache; removing it and fetching from the store", "chunk", id.String(), "err", derr)
+			if err := cache.Remove(id); err != nil {
+				r.log.Warn("cache remove failed", "chunk", id.String(), "err", err)
+			}
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			r.log.Warn("cache get failed; fetching from the store", "chunk", id.String(), "err", err)
+		}
+	}
+	buf := storedPool.Get().(*bytes.Buffer)
+	defer func() { buf.Reset(); storedPool.Put(buf) }()
+	if err := r.readChunk(ctx, id, buf); err != nil {
+		return fetched{}, err
+	}
+	stored := buf.Bytes()
+	raw, err := chunk.Decode(getRaw(), stored, id)
+	if err != nil {
+		putRaw(raw)
+		return fetched{}, fmt.Errorf("stored chunk: %w", err)
+	}
+	r.met.downloadChunks.Add(ctx, 1, attrSrcStore)
+	r.met.downloadBytes.Add(ctx, int64(len(stored)), attrSrcStore)
+	if cache != nil {
+		if err := cache.Put(id, stored); err != nil {
+			r.log.Warn("cache put failed", "chunk", id.String(), "err", err)
+		}
+	}
+	return fetched{raw: raw, stored: len(stored)}, nil
+}
+
+// maxStored is the largest valid stored chunk.
+const maxStored = chunk.HeaderSize + chunk.MaxSize
+
+// readChunk reads chunk id's stored object into buf. An object larger than
+// any valid chunk is ErrCorrupt without reading it all.
+func (r *Repo) readChunk(ctx context.Context, id chunk.ID, buf *bytes.Buffer) error {
+	rc, err := r.store.Get(ctx, id.Key(), 0, -1)
+	if err != nil {
+		return fmt.Errorf("get chunk: %w", err)
+	}
+	defer rc.Close()
+	n, err := buf.ReadFrom(io.LimitReader(rc, maxStored+1))
+	if err != nil {
+		return fmt.Errorf("read chunk: %w", err)
+	}
+	if n > maxStored {
+		return fmt.Errorf("stored chunk: %w: larger than %d bytes", storage.ErrCorrupt, maxStored)
+	}
+	return nil
+}
+
+// Buffer pools: stored objects being read, raw chunks being written. Both
+// grow to the largest chunk seen and are then reused.
+var (
+	storedPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	rawPool    sync.Pool
+)
+
+func getRaw() []byte {
+	if p, ok := rawPool.Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return nil
+}
+
+func putRaw(b []byte) {
+	if cap(b) == 0 {
+		return
+	}
+	b = b[:0]
+	rawPool.Put(&b)
+}
