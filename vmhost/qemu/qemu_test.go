@@ -201,6 +201,23 @@ func TestGuestStandbyRestore(t *testing.T) {
 		if _, err := c.ReadFile(ctx, "/run/missing"); !errors.As(err, &ae) || ae.Code != agent.CodeNotFound {
 			t.Fatalf("read of a missing file: %v, want code %s", err, agent.CodeNotFound)
 		}
+		// A large file both ways: the serial line carries long lines intact.
+		big := make([]byte, 64<<10)
+		rand.Read(big)
+		t0 := time.Now()
+		if err := c.WriteFile(ctx, "/tmp/big", big, 0); err != nil {
+			t.Fatalf("write 64 KiB: %v", err)
+		}
+		t1 := time.Now()
+		back, err := c.ReadFile(ctx, "/tmp/big")
+		if err != nil || !bytes.Equal(back, big) {
+			t.Fatalf("read 64 KiB back: %d bytes, %v", len(back), err)
+		}
+		t2 := time.Now()
+		if res, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"head", "-c", "262144", "/dev/zero"}}); err != nil || len(res.Stdout) != 256<<10 {
+			t.Fatalf("exec with 256 KiB of output: %d bytes, %v", len(res.Stdout), err)
+		}
+		t.Logf("serial line: 64 KiB host->guest in %v, 64 KiB guest->host in %v, 256 KiB of exec output in %v", t1.Sub(t0), t2.Sub(t1), time.Since(t2))
 		s1, err := c.State(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -20,8 +20,12 @@ import (
 var ErrDisconnected = errors.New("agent disconnected")
 
 // DefaultTimeout bounds a call whose ctx has no deadline (exec adds its own
-// timeout to it).
+// timeout to it; file transfers get FileTimeout).
 const DefaultTimeout = 15 * time.Second
+
+// FileTimeout bounds ReadFile and WriteFile when ctx has no deadline: a
+// MaxFileSize transfer takes seconds on an emulated serial line.
+const FileTimeout = 2 * time.Minute
 
 // Client talks to a guest agent through the unix socket behind the guest's
 // serial port. It is safe for concurrent use. A broken connection is
@@ -132,15 +136,12 @@ func (c *Client) State(ctx context.Context) (State, error) {
 // Exec runs a program in the guest. A program that ran and failed is not an
 // error: look at ExitCode and TimedOut.
 func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		t := req.Timeout
-		if t <= 0 {
-			t = DefaultExecTimeout
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout+time.Duration(t*float64(time.Second)))
-		defer cancel()
+	t := req.Timeout
+	if t <= 0 {
+		t = DefaultExecTimeout
 	}
+	ctx, cancel := withDefaultTimeout(ctx, DefaultTimeout+time.Duration(t*float64(time.Second)))
+	defer cancel()
 	var r ExecResult
 	err := c.call(ctx, OpExec, req, &r)
 	return r, err
@@ -148,6 +149,8 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (ExecResult, error) 
 
 // ReadFile returns a guest file's content (at most MaxFileSize bytes).
 func (c *Client) ReadFile(ctx context.Context, path string) ([]byte, error) {
+	ctx, cancel := withDefaultTimeout(ctx, FileTimeout)
+	defer cancel()
 	var r FileResult
 	err := c.call(ctx, OpReadFile, FileRequest{Path: path}, &r)
 	return r.Data, err
@@ -158,15 +161,22 @@ func (c *Client) WriteFile(ctx context.Context, path string, data []byte, mode u
 	if len(data) > MaxFileSize {
 		return &Error{CodeTooLarge, fmt.Sprintf("%d bytes, the limit is %d", len(data), MaxFileSize)}
 	}
+	ctx, cancel := withDefaultTimeout(ctx, FileTimeout)
+	defer cancel()
 	return c.call(ctx, OpWriteFile, FileRequest{Path: path, Data: data, Mode: mode}, nil)
 }
 
-func (c *Client) call(ctx context.Context, op string, args, result any) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
+// withDefaultTimeout gives ctx a deadline d from now if it has none.
+func withDefaultTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
 	}
+	return context.WithTimeout(ctx, d)
+}
+
+func (c *Client) call(ctx context.Context, op string, args, result any) error {
+	ctx, cancel := withDefaultTimeout(ctx, DefaultTimeout)
+	defer cancel()
 	req := request{Type: typeRequest, Op: op}
 	if args != nil {
 		b, err := json.Marshal(args)
