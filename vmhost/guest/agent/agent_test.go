@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -204,4 +205,18 @@ func FuzzServe(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestReadLineDropsLongLines(t *testing.T) {
+	long := strings.Repeat("{", maxLine+10)
+	r := bufio.NewReaderSize(strings.NewReader(long+"\n{\"ok\"}\n"), 64<<10)
+	if l, err := readLine(r); err != nil || len(l) != 0 {
+		t.Fatalf("long line: %d bytes, %v", len(l), err)
+	}
+	if l, err := readLine(r); err != nil || string(l) != "{\"ok\"}\n" {
+		t.Fatalf("next line: %q, %v", l, err)
+	}
+	if _, err := readLine(r); err != io.EOF {
+		t.Fatalf("at end: %v", err)
+	}
 }

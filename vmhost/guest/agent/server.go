@@ -112,15 +112,18 @@ func (a *Agent) Serve(ctx context.Context, rw io.ReadWriter) error {
 	}
 }
 
-// readLine reads one line, discarding lines longer than maxLine.
+// readLine reads one line. A line longer than maxLine comes back empty:
+// it is read to its end and dropped, so memory stays bounded and no piece
+// of it is mistaken for a line of its own.
 func readLine(r *bufio.Reader) ([]byte, error) {
 	var buf []byte
+	dropping := false
 	for {
 		chunk, err := r.ReadSlice('\n')
-		if len(buf)+len(chunk) <= maxLine {
+		if !dropping && len(buf)+len(chunk) <= maxLine {
 			buf = append(buf, chunk...)
 		} else {
-			buf = buf[:0:0] // too long: drop it, keep reading to its end
+			dropping, buf = true, nil
 		}
 		if err == nil {
 			return buf, nil
