@@ -112,8 +112,23 @@ func runChunker(ctx context.Context, args []string) error {
 		rows[i].res = all[i][len(all[i])/2]
 	}
 	printTable(os.Stdout, rows, n)
-	fmt.Printf("load average before: %s, after: %s\n", load0, loadAvg())
+	fmt.Printf("load average before: %s, after: %s; CPU pressure now: %s\n", load0, loadAvg(), cpuPressure())
 	return nil
+}
+
+// cpuPressure is the kernel's PSI "some" line for CPU: the share of time
+// runnable tasks waited for a CPU (avg10, avg60, avg300).
+func cpuPressure() string {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 4 {
+		return "unknown"
+	}
+	return strings.Join(f[1:4], " ")
 }
 
 // loadAvg is the 1, 5 and 15 minute load averages: on a shared machine,
@@ -275,7 +290,7 @@ func printTable(w io.Writer, rows []benchRow, in int64) {
 	}
 	base := byName["zstd -1"]
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tool\tMB/s\twall s\tCPU s\toutput bytes\tout/in\tspeed vs zstd -1\t")
+	fmt.Fprintln(tw, "tool\tMB/s\twall s\tCPU s\tMB/CPU-s\toutput bytes\tout/in\tspeed vs zstd -1\t")
 	for _, r := range rows {
 		mbps := float64(in) / r.res.wall.Seconds() / 1e6
 		outCol, ratio := "-", "-"
@@ -283,8 +298,8 @@ func printTable(w io.Writer, rows []benchRow, in int64) {
 			outCol = fmt.Sprint(r.res.out)
 			ratio = fmt.Sprintf("%.3f", float64(r.res.out)/float64(in))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.2f\t%s\t%s\t%.2f×\t\n", r.name, mbps, r.res.wall.Seconds(), r.res.cpu.Seconds(),
-			outCol, ratio, base.wall.Seconds()/r.res.wall.Seconds())
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.2f\t%.0f\t%s\t%s\t%.2f×\t\n", r.name, mbps, r.res.wall.Seconds(), r.res.cpu.Seconds(),
+			float64(in)/r.res.cpu.Seconds()/1e6, outCol, ratio, base.wall.Seconds()/r.res.wall.Seconds())
 	}
 	tw.Flush()
 	for _, r := range rows {
