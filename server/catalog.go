@@ -1,0 +1,570 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/hangar-vm/hangar/api"
+	hostapi "github.com/hangar-vm/hangar/api/host"
+	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/storage/snapshot"
+)
+
+// The catalog is what the server knows of instances and snapshots. Its
+// sources, by authority:
+//
+//   - the bucket (system of record): every committed manifest is a central
+//     snapshot, and the newest standby snapshot of an instance is that
+//     instance, on standby (syncCatalog, at start and every CatalogSync);
+//   - the hosts' heartbeats: what runs where, local snapshots and upload
+//     progress (applyHeartbeatLocked);
+//   - the server's own operations, as they succeed;
+//   - a cache in the state dir (catalog.json), for what the bucket cannot
+//     say (names of named snapshots, image names, running instances until
+//     their host heartbeats). Deleting it loses nothing the bucket knows.
+//
+// Snapshot ids carry their role, because the manifest does not: the server
+// names an instance's standby snapshots sb-<hex> and named snapshots
+// sn-<hex>. Instances are i-<hex>.
+const (
+	prefixInstance = "i"
+	prefixStandby  = "sb"
+	prefixNamed    = "sn"
+)
+
+func newID(prefix string) string {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+func isStandbyID(id string) bool { return strings.HasPrefix(id, prefixStandby+"-") }
+
+// instanceRec is one instance. Guarded by Server.mu.
+type instanceRec struct {
+	inst   api.Instance
+	policy *compression.Policy
+	// standbySnap is the current standby snapshot (kept after a restore,
+	// replaced by the next standby, deleted with the instance).
+	standbySnap string
+	// forkedFrom is the snapshot a forked instance started from.
+	forkedFrom   string
+	standbyCount int
+	// busy names the operation running on the instance; one at a time.
+	busy string
+}
+
+// holdsResources: the instance takes memory and vCPUs on its host.
+func (r *instanceRec) holdsResources() bool {
+	switch r.inst.State {
+	case api.InstanceStateRunning, api.InstanceStateCreating:
+		return true
+	}
+	return r.busy == opRestore
+}
+
+// snapshotRec is one snapshot. Guarded by Server.mu.
+type snapshotRec struct {
+	snap api.Snapshot
+	// hosts hold the raw files; cached probably hold the chunks in cache.
+	hosts, cached map[string]bool
+	// manifest: the sizes and compression come from the committed
+	// manifest, final.
+	manifest bool
+	// centralSince is when the server learned the snapshot is central; a
+	// bucket listing started before it cannot be trusted to show it.
+	centralSince time.Time
+	readers      int
+	busy         string
+}
+
+func newSnapshotRec(s api.Snapshot) *snapshotRec {
+	return &snapshotRec{snap: s, hosts: map[string]bool{}, cached: map[string]bool{}}
+}
+
+// Operations, as recorded in instanceRec.busy and snapshotRec.busy.
+const (
+	opCreate   = "create"
+	opStandby  = "standby"
+	opRestore  = "restore"
+	opSnapshot = "snapshot"
+	opDelete   = "delete"
+)
+
+func (s *Server) instanceViewLocked(r *instanceRec) api.Instance {
+	v := r.inst
+	v.SnapshotId, v.Storage = nil, nil
+	if r.inst.State == api.InstanceStateStandby && r.standbySnap != "" {
+		sid := r.standbySnap
+		v.SnapshotId = &sid
+		if sr := s.snapshots[sid]; sr != nil {
+			st := sr.snap.State
+			v.Storage = &st
+		}
+	} else if r.forkedFrom != "" {
+		f := r.forkedFrom
+		v.SnapshotId = &f
+	}
+	return v
+}
+
+func (s *Server) snapshotViewLocked(sr *snapshotRec) api.Snapshot {
+	v := sr.snap
+	hosts := make([]string, 0, len(sr.hosts))
+	for h := range sr.hosts {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	v.Hosts = &hosts
+	if v.State != api.SnapshotStateUploading {
+		v.Progress = nil
+	}
+	return v
+}
+
+// notifyLocked wakes everyone waiting for a catalog change.
+func (s *Server) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.dirty = true
+}
+
+// applyHeartbeatLocked merges what host h reports: its instances (state,
+// job), the snapshots whose files it holds (state, progress, sizes), and
+// the jobs. What the server is changing right now (busy) is left to the
+// operation. Unknown instances and snapshots are adopted: the host runs
+// them, so the catalog must show them (a server whose state dir was lost
+// learns running instances this way).
+func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
+	now := s.now().UTC()
+	jobs := map[string]*api.Job{}
+	for i := range hb.Jobs {
+		j := &hb.Jobs[i]
+		if j.InstanceId != nil {
+			jobs[*j.InstanceId] = j
+		}
+	}
+	for _, in := range hb.Instances {
+		r := s.instances[in.Id]
+		if r == nil {
+			if in.State == api.InstanceStateDeleted {
+				continue
+			}
+			r = &instanceRec{inst: in}
+			r.inst.Job = nil
+			if in.SnapshotPolicy != nil {
+				r.policy = policyFromAPI(in.SnapshotPolicy.Compression)
+			}
+			if in.State == api.InstanceStateStandby && in.SnapshotId != nil {
+				r.standbySnap = *in.SnapshotId
+			}
+			s.instances[in.Id] = r
+		}
+		if r.busy != "" {
+			continue
+		}
+		if in.State == api.InstanceStateStandby && (r.inst.Host == nil || *r.inst.Host != h.id) {
+			// Local files of an instance that lives elsewhere now.
+			continue
+		}
+		if in.State != r.inst.State {
+			r.inst.State = in.State
+			r.inst.UpdatedAt = now
+		}
+		host := h.id
+		r.inst.Host = &host
+		r.inst.Error = in.Error
+		r.inst.Job = jobs[in.Id]
+	}
+	reported := map[string]bool{}
+	for _, sn := range hb.Snapshots {
+		reported[sn.Id] = true
+		sr := s.snapshots[sn.Id]
+		if sr == nil {
+			sr = newSnapshotRec(sn)
+			sr.snap.Standby = boolPtr(isStandbyID(sn.Id))
+			s.snapshots[sn.Id] = sr
+		}
+		sr.hosts[h.id] = true
+		sr.cached[h.id] = true
+		if sr.manifest {
+			continue // final sizes from the manifest beat any report
+		}
+		s.applyHostSnapshotLocked(sr, sn)
+	}
+	for _, sr := range s.snapshots {
+		if sr.hosts[h.id] && !reported[sr.snap.Id] && sr.busy == "" {
+			delete(sr.hosts, h.id) // the host dropped its local copy
+		}
+	}
+}
+
+// applyHostSnapshotLocked copies a host's view of a snapshot that is not
+// central yet: state, error, progress and the sizes counted so far.
+func (s *Server) applyHostSnapshotLocked(sr *snapshotRec, sn api.Snapshot) {
+	if sn.State == api.SnapshotStateCentral && sr.snap.State != api.SnapshotStateCentral {
+		sr.centralSince = s.now()
+	}
+	sr.snap.State = sn.State
+	sr.snap.Error = sn.Error
+	sr.snap.Progress = sn.Progress
+	if sn.Compression != nil {
+		sr.snap.Compression = sn.Compression
+	}
+	if sn.RawBytes > 0 {
+		sr.snap.RawBytes = sn.RawBytes
+	}
+	if p := sn.Progress; p != nil && sn.State == api.SnapshotStateUploading {
+		sr.snap.NonZeroBytes, sr.snap.CompressedBytes, sr.snap.NewStoredBytes = p.NonZeroBytes, p.CompressedBytes, p.UploadedBytes
+	}
+	for _, f := range []struct{ dst **int64; src *int64 }{
+		{&sr.snap.NonZeroBytes, sn.NonZeroBytes}, {&sr.snap.CompressedBytes, sn.CompressedBytes}, {&sr.snap.NewStoredBytes, sn.NewStoredBytes},
+	} {
+		if f.src != nil {
+			*f.dst = f.src
+		}
+	}
+	if sn.ImageDigest != nil {
+		sr.snap.ImageDigest = sn.ImageDigest
+	}
+	if sn.CommittedAt != nil {
+		sr.snap.CommittedAt = sn.CommittedAt
+	}
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// vmRecord is what the server reads of Manifest.VM: the instance as the
+// host recorded it (vmhost/manager writes instance_id, name, memory_mib,
+// vcpus, snapshot_policy). Image is read when present; the manifest has
+// only the image digest otherwise.
+type vmRecord struct {
+	InstanceID     string              `json:"instance_id"`
+	Name           string              `json:"name"`
+	Image          string              `json:"image"`
+	MemoryMiB      int32               `json:"memory_mib"`
+	VCPUs          int32               `json:"vcpus"`
+	SnapshotPolicy *compression.Policy `json:"snapshot_policy"`
+}
+
+// defaultImage is the image of an instance recovered from a manifest that
+// does not name it.
+const defaultImage = "default"
+
+// applyManifestLocked makes m's snapshot central with the manifest's final
+// sizes and compression, creating the record if needed (recovery).
+func (s *Server) applyManifestLocked(m *snapshot.Manifest) {
+	var vm vmRecord
+	if len(m.VM) > 0 {
+		if err := json.Unmarshal(m.VM, &vm); err != nil {
+			s.log.Warn("manifest VM record unreadable", "snapshot", m.ID, "err", err)
+		}
+	}
+	instID := m.SourceInstance
+	if instID == "" {
+		instID = vm.InstanceID
+	}
+	sr := s.snapshots[m.ID]
+	if sr == nil {
+		kind := api.SnapshotKind(m.Kind)
+		if !kind.Valid() {
+			kind = api.SnapshotKindStandby
+		}
+		name := m.ID // the name of a named snapshot is not in the manifest
+		if isStandbyID(m.ID) && vm.Name != "" {
+			name = truncate(vm.Name, 50) + "-standby"
+		}
+		sr = newSnapshotRec(api.Snapshot{
+			Id: m.ID, Name: name, Kind: kind, InstanceId: instID,
+			Standby: boolPtr(isStandbyID(m.ID)), MemoryMib: vm.MemoryMiB, Vcpus: vm.VCPUs,
+			CreatedAt: m.Created.UTC(),
+		})
+		s.snapshots[m.ID] = sr
+	}
+	if sr.snap.State != api.SnapshotStateCentral {
+		sr.centralSince = s.now()
+	}
+	sr.snap.State = api.SnapshotStateCentral
+	sr.snap.Error, sr.snap.Progress = nil, nil
+	if m.Kind != string(api.SnapshotKindStopped) || m.Totals.Raw > 0 {
+		sr.snap.Compression = &api.AppliedCompression{Algorithm: api.Algorithm(m.Compression.Algorithm), Level: m.Compression.Level}
+	}
+	t := m.Totals
+	sr.snap.RawBytes = t.Raw
+	sr.snap.NonZeroBytes, sr.snap.CompressedBytes, sr.snap.NewStoredBytes = &t.NonZero, &t.Compressed, &t.NewStored
+	if m.ImageDigest != "" {
+		d := m.ImageDigest
+		sr.snap.ImageDigest = &d
+	}
+	if sr.snap.CommittedAt == nil {
+		c := m.Created.UTC()
+		sr.snap.CommittedAt = &c
+	}
+	sr.manifest = true
+
+	if !isStandbyID(m.ID) || instID == "" || api.ValidateID("instance", instID) != nil {
+		return
+	}
+	r := s.instances[instID]
+	if r == nil {
+		if s.deleted[instID] {
+			return
+		}
+		image := vm.Image
+		if image == "" {
+			image = defaultImage
+		}
+		name := vm.Name
+		if api.ValidateName("name", name) != nil {
+			name = instID
+		}
+		r = &instanceRec{inst: api.Instance{
+			Id: instID, Name: name, State: api.InstanceStateStandby, Image: image,
+			MemoryMib: vm.MemoryMiB, Vcpus: vm.VCPUs, CreatedAt: m.Created.UTC(), UpdatedAt: m.Created.UTC(),
+		}, policy: vm.SnapshotPolicy}
+		if vm.SnapshotPolicy.IsSet() {
+			r.inst.SnapshotPolicy = &api.SnapshotPolicy{Compression: policyToAPI(vm.SnapshotPolicy)}
+		}
+		s.instances[instID] = r
+		s.log.Info("instance recovered from the bucket", "instance", instID, "snapshot", m.ID)
+	}
+	if r.inst.State != api.InstanceStateStandby || r.busy != "" {
+		return
+	}
+	// The newest standby snapshot is the instance's current one.
+	if cur := s.snapshots[r.standbySnap]; cur == nil || cur.snap.CreatedAt.Before(sr.snap.CreatedAt) {
+		r.standbySnap = m.ID
+	}
+}
+
+// Manifests is what the catalog needs from the bucket; *snapshot.Repo
+// implements it.
+type Manifests interface {
+	List(ctx context.Context) ([]snapshot.Listed, error)
+	Manifest(ctx context.Context, id string) (*snapshot.Manifest, error)
+	Delete(ctx context.Context, id string) error
+}
+
+var _ Manifests = (*snapshot.Repo)(nil)
+
+// syncCatalog re-reads every committed manifest and merges them: central
+// snapshots get their final sizes, snapshots and standby instances missing
+// from the catalog are recovered, and central snapshots the bucket no
+// longer has are dropped (with the standby instances that had nothing
+// else).
+func (s *Server) syncCatalog(ctx context.Context) error {
+	start := s.now()
+	listed, err := s.manifests.List(ctx)
+	if err != nil {
+		s.met.syncs.Add(ctx, 1, resultAttr("error"))
+		return fmt.Errorf("sync catalog: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(listed))
+	// Oldest first, so that the newest standby snapshot of an instance
+	// ends up its current one.
+	sort.SliceStable(listed, func(i, j int) bool {
+		a, b := listed[i].Manifest, listed[j].Manifest
+		return a != nil && b != nil && a.Created.Before(b.Created)
+	})
+	for _, l := range listed {
+		seen[l.ID] = true
+		if l.Err != nil {
+			// Kept out of the catalog, but not a reason to drop a record.
+			s.log.Warn("manifest unreadable", "snapshot", l.ID, "err", l.Err)
+			continue
+		}
+		s.applyManifestLocked(l.Manifest)
+	}
+	for id, sr := range s.snapshots {
+		if sr.snap.State != api.SnapshotStateCentral || seen[id] || !sr.centralSince.Before(start) || sr.busy != "" {
+			continue
+		}
+		s.log.Warn("snapshot no longer in the bucket", "snapshot", id)
+		s.dropSnapshotLocked(id)
+	}
+	s.notifyLocked()
+	s.met.syncs.Add(ctx, 1, resultAttr("ok"))
+	return nil
+}
+
+// dropSnapshotLocked removes a snapshot from the catalog, and a standby
+// instance whose only state it was.
+func (s *Server) dropSnapshotLocked(id string) {
+	delete(s.snapshots, id)
+	for iid, r := range s.instances {
+		if r.standbySnap != id {
+			continue
+		}
+		r.standbySnap = ""
+		if r.inst.State == api.InstanceStateStandby && r.busy == "" {
+			delete(s.instances, iid)
+		}
+	}
+}
+
+// catalogFile is the state dir cache of the catalog.
+type catalogFile struct {
+	Version   int              `json:"version"`
+	Instances []cachedInstance `json:"instances"`
+	Snapshots []cachedSnapshot `json:"snapshots"`
+	Deleted   []string         `json:"deleted,omitempty"`
+}
+
+type cachedInstance struct {
+	Instance     api.Instance `json:"instance"`
+	StandbySnap  string       `json:"standby_snapshot,omitempty"`
+	ForkedFrom   string       `json:"forked_from,omitempty"`
+	StandbyCount int          `json:"standby_count,omitempty"`
+}
+
+type cachedSnapshot struct {
+	Snapshot     api.Snapshot `json:"snapshot"`
+	Manifest     bool         `json:"manifest,omitempty"`
+	CentralSince time.Time    `json:"central_since"`
+	Hosts        []string     `json:"hosts,omitempty"`
+	Cached       []string     `json:"cached,omitempty"`
+}
+
+const catalogFileName = "catalog.json"
+
+// saveCatalog writes the cache crash-safely: a temporary file, fsynced,
+// renamed over the old one, and the directory fsynced.
+func (s *Server) saveCatalog() error {
+	if s.cfg.StateDir == "" {
+		return nil
+	}
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	f := catalogFile{Version: 1}
+	for _, r := range s.instances {
+		f.Instances = append(f.Instances, cachedInstance{Instance: r.inst, StandbySnap: r.standbySnap, ForkedFrom: r.forkedFrom, StandbyCount: r.standbyCount})
+	}
+	for _, sr := range s.snapshots {
+		cs := cachedSnapshot{Snapshot: sr.snap, Manifest: sr.manifest, CentralSince: sr.centralSince}
+		for h := range sr.hosts {
+			cs.Hosts = append(cs.Hosts, h)
+		}
+		for h := range sr.cached {
+			cs.Cached = append(cs.Cached, h)
+		}
+		f.Snapshots = append(f.Snapshots, cs)
+	}
+	for id := range s.deleted {
+		f.Deleted = append(f.Deleted, id)
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	b, err := json.MarshalIndent(f, "", " ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(s.cfg.StateDir, catalogFileName), b); err != nil {
+		s.mu.Lock()
+		s.dirty = true
+		s.mu.Unlock()
+		return fmt.Errorf("save catalog: %w", err)
+	}
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// loadCatalog reads the cache, if any. A missing or unreadable cache is
+// not an error: the bucket and the heartbeats rebuild the catalog.
+func (s *Server) loadCatalog() {
+	if s.cfg.StateDir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(s.cfg.StateDir, catalogFileName))
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("catalog cache unreadable; rebuilding from the bucket", "err", err)
+		}
+		return
+	}
+	var f catalogFile
+	if err := json.Unmarshal(b, &f); err != nil || f.Version != 1 {
+		s.log.Warn("catalog cache unreadable; rebuilding from the bucket", "err", err, "version", f.Version)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ci := range f.Instances {
+		if api.ValidateID("instance", ci.Instance.Id) != nil {
+			continue
+		}
+		r := &instanceRec{inst: ci.Instance, standbySnap: ci.StandbySnap, forkedFrom: ci.ForkedFrom, standbyCount: ci.StandbyCount}
+		if ci.Instance.SnapshotPolicy != nil {
+			r.policy = policyFromAPI(ci.Instance.SnapshotPolicy.Compression)
+		}
+		if r.inst.State == api.InstanceStateCreating {
+			// Its creation was cut short; the host's heartbeat says how
+			// it ended.
+			r.inst.State = api.InstanceStateError
+			msg := "server restarted while the instance was being created"
+			r.inst.Error = &msg
+		}
+		s.instances[ci.Instance.Id] = r
+	}
+	for _, cs := range f.Snapshots {
+		if api.ValidateID("snapshot", cs.Snapshot.Id) != nil {
+			continue
+		}
+		sr := newSnapshotRec(cs.Snapshot)
+		sr.manifest, sr.centralSince = cs.Manifest, cs.CentralSince
+		for _, h := range cs.Hosts {
+			sr.hosts[h] = true
+		}
+		for _, h := range cs.Cached {
+			sr.cached[h] = true
+		}
+		s.snapshots[cs.Snapshot.Id] = sr
+	}
+	for _, id := range f.Deleted {
+		s.deleted[id] = true
+	}
+	s.log.Info("catalog cache loaded", "instances", len(f.Instances), "snapshots", len(f.Snapshots))
+}

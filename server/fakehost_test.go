@@ -1,0 +1,323 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hangar-vm/hangar/api"
+	hostapi "github.com/hangar-vm/hangar/api/host"
+	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/internal/memtest"
+	"github.com/hangar-vm/hangar/server"
+	"github.com/hangar-vm/hangar/storage/snapshot"
+)
+
+// fakeHost is a host daemon in memory: the host API's state machine over
+// maps, and a real snapshot.Repo on the test's store, so that committing a
+// snapshot writes a real manifest. Tests inject failures with fail and
+// unreachable.
+type fakeHost struct {
+	id   string
+	repo *snapshot.Repo
+	dir  string
+
+	mu          sync.Mutex
+	capacity    api.Resources
+	instances   map[string]*api.Instance
+	snapshots   map[string]*api.Snapshot
+	vms         map[string]json.RawMessage // snapshot id -> VM record
+	calls       []string
+	standbys    []hostapi.StandbyRequest
+	snapReqs    []hostapi.SnapshotRequest
+	fail        map[string]error // by method name: returned once
+	unreachable bool
+	central     func(id string) bool // is the snapshot committed (shared "bucket")
+}
+
+var _ server.HostClient = (*fakeHost)(nil)
+
+var errUnreachable = errors.New("dial tcp 127.0.0.1:1: connect: connection refused")
+
+func newFakeHost(id string, mem int64, vcpus int32, repo *snapshot.Repo, dir string) *fakeHost {
+	return &fakeHost{id: id, repo: repo, dir: dir, capacity: api.Resources{MemoryMib: mem, Vcpus: vcpus},
+		instances: map[string]*api.Instance{}, snapshots: map[string]*api.Snapshot{}, vms: map[string]json.RawMessage{},
+		fail: map[string]error{}}
+}
+
+// enter records a call and returns an injected failure, if any.
+func (f *fakeHost) enter(op string) error {
+	f.calls = append(f.calls, op)
+	if f.unreachable {
+		return fmt.Errorf("host %s: %w", f.id, errUnreachable)
+	}
+	if err, ok := f.fail[op]; ok {
+		delete(f.fail, op)
+		return fmt.Errorf("host %s: %s: %w", f.id, op, err)
+	}
+	return nil
+}
+
+func (f *fakeHost) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+func (f *fakeHost) newInstance(id string, spec hostapi.InstanceSpec, st api.InstanceState) *api.Instance {
+	now := time.Now().UTC()
+	host := f.id
+	in := &api.Instance{Id: id, Name: spec.Name, Image: spec.Image, MemoryMib: spec.MemoryMib, Vcpus: spec.Vcpus,
+		State: st, Host: &host, CreatedAt: now, UpdatedAt: now}
+	f.instances[id] = in
+	return in
+}
+
+func (f *fakeHost) CreateInstance(_ context.Context, id string, spec hostapi.InstanceSpec) (api.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("CreateInstance"); err != nil {
+		return api.Instance{}, err
+	}
+	if in, ok := f.instances[id]; ok {
+		return *in, nil
+	}
+	return *f.newInstance(id, spec, api.InstanceStateRunning), nil
+}
+
+func (f *fakeHost) GetInstance(_ context.Context, id string) (api.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("GetInstance"); err != nil {
+		return api.Instance{}, err
+	}
+	in, ok := f.instances[id]
+	if !ok {
+		return api.Instance{}, api.ErrNotFound
+	}
+	return *in, nil
+}
+
+func (f *fakeHost) ListInstances(context.Context) ([]api.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("ListInstances"); err != nil {
+		return nil, err
+	}
+	var out []api.Instance
+	for _, in := range f.instances {
+		out = append(out, *in)
+	}
+	return out, nil
+}
+
+func (f *fakeHost) DeleteInstance(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("DeleteInstance"); err != nil {
+		return err
+	}
+	delete(f.instances, id)
+	return nil
+}
+
+func (f *fakeHost) Standby(_ context.Context, id string, req hostapi.StandbyRequest) (hostapi.StandbyResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("Standby"); err != nil {
+		return hostapi.StandbyResponse{}, err
+	}
+	in, ok := f.instances[id]
+	if !ok {
+		return hostapi.StandbyResponse{}, fmt.Errorf("instance %s: %w", id, api.ErrNotFound)
+	}
+	if in.State != api.InstanceStateRunning {
+		return hostapi.StandbyResponse{}, api.NewError(api.ErrorCodeInvalidState, "instance %s is %s", id, in.State)
+	}
+	f.standbys = append(f.standbys, req)
+	in.State = api.InstanceStateStandby
+	sid := req.SnapshotId
+	in.SnapshotId = &sid
+	c := req.Compression
+	sn := &api.Snapshot{Id: sid, InstanceId: id, Kind: api.SnapshotKindStandby, State: api.SnapshotStateLocal,
+		Compression: &c, RawBytes: int64(in.MemoryMib) << 20, MemoryMib: in.MemoryMib, Vcpus: in.Vcpus, CreatedAt: time.Now().UTC()}
+	f.snapshots[sid] = sn
+	f.vms[sid] = vmJSON(in)
+	return hostapi.StandbyResponse{Instance: *in, Snapshot: *sn}, nil
+}
+
+func vmJSON(in *api.Instance) json.RawMessage {
+	b, _ := json.Marshal(map[string]any{"instance_id": in.Id, "name": in.Name, "memory_mib": in.MemoryMib, "vcpus": in.Vcpus})
+	return b
+}
+
+func (f *fakeHost) Restore(_ context.Context, id string, req hostapi.RestoreRequest) (api.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("Restore"); err != nil {
+		return api.Instance{}, err
+	}
+	_, local := f.snapshots[req.SnapshotId]
+	if !local && (f.central == nil || !f.central(req.SnapshotId)) {
+		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "snapshot %s is neither local nor central", req.SnapshotId)
+	}
+	in, ok := f.instances[id]
+	if ok && in.State == api.InstanceStateRunning {
+		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "instance %s is Running", id)
+	}
+	if !ok {
+		in = f.newInstance(id, req.Spec, api.InstanceStateRunning)
+	}
+	in.State = api.InstanceStateRunning
+	in.SnapshotId = nil
+	return *in, nil
+}
+
+func (f *fakeHost) CreateSnapshot(_ context.Context, id string, req hostapi.SnapshotRequest) (api.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("CreateSnapshot"); err != nil {
+		return api.Snapshot{}, err
+	}
+	in, ok := f.instances[id]
+	if !ok {
+		return api.Snapshot{}, fmt.Errorf("instance %s: %w", id, api.ErrNotFound)
+	}
+	f.snapReqs = append(f.snapReqs, req)
+	sn := &api.Snapshot{Id: req.SnapshotId, Name: req.Name, InstanceId: id, Kind: req.Kind, State: api.SnapshotStateLocal,
+		Compression: req.Compression, RawBytes: int64(in.MemoryMib) << 20, MemoryMib: in.MemoryMib, Vcpus: in.Vcpus, CreatedAt: time.Now().UTC()}
+	f.snapshots[req.SnapshotId] = sn
+	f.vms[req.SnapshotId] = vmJSON(in)
+	return *sn, nil
+}
+
+func (f *fakeHost) GetSnapshot(_ context.Context, id string) (api.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("GetSnapshot"); err != nil {
+		return api.Snapshot{}, err
+	}
+	sn, ok := f.snapshots[id]
+	if !ok {
+		return api.Snapshot{}, api.ErrNotFound
+	}
+	return *sn, nil
+}
+
+func (f *fakeHost) ListSnapshots(context.Context) ([]api.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("ListSnapshots"); err != nil {
+		return nil, err
+	}
+	var out []api.Snapshot
+	for _, sn := range f.snapshots {
+		out = append(out, *sn)
+	}
+	return out, nil
+}
+
+func (f *fakeHost) DeleteSnapshot(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("DeleteSnapshot"); err != nil {
+		return err
+	}
+	delete(f.snapshots, id)
+	return nil
+}
+
+func (f *fakeHost) Fork(_ context.Context, id string, req hostapi.ForkRequest) (api.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter("Fork"); err != nil {
+		return api.Instance{}, err
+	}
+	_, local := f.snapshots[id]
+	if !local && (f.central == nil || !f.central(id)) {
+		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "snapshot %s is neither local nor central", id)
+	}
+	if in, ok := f.instances[req.InstanceId]; ok {
+		return *in, nil
+	}
+	in := f.newInstance(req.InstanceId, req.Spec, api.InstanceStateRunning)
+	sid := id
+	in.SnapshotId = &sid
+	return *in, nil
+}
+
+func (f *fakeHost) Jobs(context.Context) ([]api.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return nil, f.enter("Jobs")
+}
+
+// commit uploads snapshot sid for real (a small memory file and device
+// state through snapshot.Repo.Upload, with the compression the server
+// sent) and marks it central, as the host's upload job would.
+func (f *fakeHost) commit(ctx context.Context, sid string) (*snapshot.Manifest, error) {
+	f.mu.Lock()
+	sn, ok := f.snapshots[sid]
+	if !ok {
+		f.mu.Unlock()
+		return nil, fmt.Errorf("no local snapshot %s", sid)
+	}
+	info := snapshot.Info{ID: sid, SourceInstance: sn.InstanceId, Kind: string(sn.Kind), VM: f.vms[sid],
+		ImageDigest: "sha256:" + fmt.Sprintf("%064x", 1), Compression: compression.Setting{Algorithm: compression.None}}
+	if sn.Compression != nil {
+		info.Compression = compression.Setting{Algorithm: compression.Algorithm(sn.Compression.Algorithm), Level: sn.Compression.Level}
+	}
+	f.mu.Unlock()
+
+	dir := filepath.Join(f.dir, sid)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	mem := make([]byte, 3<<20)
+	memtest.Fill(mem, uint64(len(sid)), 0.5)
+	if err := os.WriteFile(filepath.Join(dir, "memory"), mem, 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "device-state"), []byte("device state of "+sid), 0o644); err != nil {
+		return nil, err
+	}
+	files := []snapshot.FileSource{{Name: "memory", Path: filepath.Join(dir, "memory")}}
+	if sn.Kind == api.SnapshotKindStopped {
+		files = []snapshot.FileSource{{Name: "device-state", Path: filepath.Join(dir, "device-state")}}
+	} else {
+		files = append(files, snapshot.FileSource{Name: "device-state", Path: filepath.Join(dir, "device-state")})
+	}
+	m, err := f.repo.Upload(ctx, info, files, snapshot.UploadOptions{ChunkSize: 1 << 20})
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sn.State = api.SnapshotStateCentral
+	return m, nil
+}
+
+// heartbeat is what the host would send now.
+func (f *fakeHost) heartbeat() hostapi.Heartbeat {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	hb := hostapi.Heartbeat{Capacity: f.capacity, Instances: []api.Instance{}, Snapshots: []api.Snapshot{}, Jobs: []api.Job{},
+		Cache: hostapi.CacheSummary{Chunks: 1, Bytes: 1 << 20, LimitBytes: 1 << 30}, Health: hostapi.HostHealth{Status: hostapi.HostHealthStatusOk},
+		SentAt: time.Now().UTC()}
+	for _, in := range f.instances {
+		hb.Instances = append(hb.Instances, *in)
+		if in.State == api.InstanceStateRunning {
+			hb.Allocated.MemoryMib += int64(in.MemoryMib)
+			hb.Allocated.Vcpus += in.Vcpus
+		}
+	}
+	for _, sn := range f.snapshots {
+		hb.Snapshots = append(hb.Snapshots, *sn)
+	}
+	return hb
+}

@@ -1,0 +1,290 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/hangar-vm/hangar/api"
+	hostapi "github.com/hangar-vm/hangar/api/host"
+	"github.com/hangar-vm/hangar/compression"
+)
+
+func (h *handlers) CreateSnapshot(ctx context.Context, req api.CreateSnapshotRequestObject) (api.CreateSnapshotResponseObject, error) {
+	s := h.s
+	if err := api.ValidateID("instance", req.Id); err != nil {
+		return nil, err
+	}
+	b := req.Body
+	if b == nil {
+		return nil, badRequest("request body: required")
+	}
+	var p fieldProblems
+	p.add("name", api.ValidateName("name", b.Name))
+	if !b.Kind.Valid() {
+		p.addf("kind", "%q is not a snapshot kind (want standby or stopped)", truncate(string(b.Kind), 40))
+	}
+	if b.Kind == api.SnapshotKindStopped && b.Compression != nil {
+		p.addf("compression", "not allowed for kind stopped (it stores no memory)")
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	override, err := compressionInput(b.Compression, api.ErrorCodeInvalidSnapshotCompression, "compression")
+	if err != nil {
+		return nil, err
+	}
+
+	s.mu.Lock()
+	r, err := s.lookupInstanceLocked(req.Id)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	var hc *api.AppliedCompression
+	if b.Kind == api.SnapshotKindStandby {
+		setting, err := compression.Resolve(override, r.policy, &s.cfg.Snapshot.CompressionDefault)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, policyError(err)
+		}
+		c := applied(setting)
+		hc = &c
+	}
+	switch st := r.inst.State; {
+	case b.Kind == api.SnapshotKindStandby && st != api.InstanceStateRunning && st != api.InstanceStateStandby:
+		s.mu.Unlock()
+		return nil, invalidState("take a standby snapshot of", r, api.InstanceStateRunning, api.InstanceStateStandby)
+	case b.Kind == api.SnapshotKindStopped && st != api.InstanceStateRunning && st != api.InstanceStateStandby && st != api.InstanceStateStopped:
+		s.mu.Unlock()
+		return nil, invalidState("take a stopped snapshot of", r, api.InstanceStateRunning, api.InstanceStateStandby, api.InstanceStateStopped)
+	}
+	if other := s.snapshotByNameLocked(b.Name); other != nil {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeConflict, "a snapshot named %q exists (%s)", b.Name, other.snap.Id)
+	}
+	if r.inst.Host == nil {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeInvalidState, "instance %s has no host holding its files (only the central copy is left): restore it first", r.inst.Id)
+	}
+	hostID, client, err := s.hostOfLocked(r)
+	if err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	sid := newID(prefixNamed)
+	r.busy = opSnapshot
+	s.mu.Unlock()
+
+	got, err := client.CreateSnapshot(ctx, r.inst.Id, hostapi.SnapshotRequest{SnapshotId: sid, Name: b.Name, Kind: b.Kind, Compression: hc})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r.busy = ""
+	if err != nil {
+		return nil, hostError(hostID, fmt.Errorf("snapshot instance %s on host %s: %w", r.inst.Id, hostID, err))
+	}
+	sr := newSnapshotRec(got)
+	sn := &sr.snap
+	sn.Id, sn.Name, sn.Kind, sn.InstanceId, sn.Standby = sid, b.Name, b.Kind, r.inst.Id, boolPtr(false)
+	sn.MemoryMib, sn.Vcpus = r.inst.MemoryMib, r.inst.Vcpus
+	if !sn.State.Valid() {
+		sn.State = api.SnapshotStateLocal
+	}
+	if sn.Compression == nil {
+		sn.Compression = hc
+	}
+	if sn.CreatedAt.IsZero() {
+		sn.CreatedAt = s.now().UTC()
+	}
+	if sn.State == api.SnapshotStateCentral {
+		sr.centralSince = s.now()
+	}
+	sr.hosts[hostID], sr.cached[hostID] = true, true
+	s.snapshots[sid] = sr
+	s.notifyLocked()
+	return api.CreateSnapshot201JSONResponse(s.snapshotViewLocked(sr)), nil
+}
+
+func (s *Server) snapshotByNameLocked(name string) *snapshotRec {
+	for _, sr := range s.snapshots {
+		if sr.snap.Name == name {
+			return sr
+		}
+	}
+	return nil
+}
+
+func (h *handlers) ListSnapshots(_ context.Context, req api.ListSnapshotsRequestObject) (api.ListSnapshotsResponseObject, error) {
+	s := h.s
+	var p fieldProblems
+	q := req.Params
+	validateOptionalID(&p, "instance", "instance", q.Instance)
+	if q.State != nil && !q.State.Valid() {
+		p.addf("state", "%q is not a snapshot state", truncate(string(*q.State), 40))
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := api.ListSnapshots200JSONResponse{Items: []api.Snapshot{}}
+	for _, sr := range s.snapshots {
+		if (q.Instance != nil && sr.snap.InstanceId != *q.Instance) || (q.State != nil && sr.snap.State != *q.State) {
+			continue
+		}
+		out.Items = append(out.Items, s.snapshotViewLocked(sr))
+	}
+	sort.Slice(out.Items, func(i, j int) bool {
+		a, b := out.Items[i], out.Items[j]
+		if !a.CreatedAt.Equal(b.CreatedAt) {
+			return a.CreatedAt.After(b.CreatedAt)
+		}
+		return a.Id < b.Id
+	})
+	return out, nil
+}
+
+func (h *handlers) GetSnapshot(_ context.Context, req api.GetSnapshotRequestObject) (api.GetSnapshotResponseObject, error) {
+	s := h.s
+	if err := api.ValidateID("snapshot", req.Id); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sr := s.snapshots[req.Id]
+	if sr == nil {
+		return nil, fmt.Errorf("snapshot %s: %w", req.Id, api.ErrNotFound)
+	}
+	return api.GetSnapshot200JSONResponse(s.snapshotViewLocked(sr)), nil
+}
+
+func (h *handlers) DeleteSnapshot(ctx context.Context, req api.DeleteSnapshotRequestObject) (api.DeleteSnapshotResponseObject, error) {
+	s := h.s
+	if err := api.ValidateID("snapshot", req.Id); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	sr := s.snapshots[req.Id]
+	if sr == nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("snapshot %s: %w", req.Id, api.ErrNotFound)
+	}
+	if sr.busy != "" {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeInvalidState, "snapshot %s: a %s operation is running on it", req.Id, sr.busy)
+	}
+	if sr.readers > 0 {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeConflict, "snapshot %s: %d restores or forks are reading it", req.Id, sr.readers)
+	}
+	for _, r := range s.instances {
+		if r.standbySnap == req.Id && r.inst.State == api.InstanceStateStandby {
+			s.mu.Unlock()
+			return nil, api.NewError(api.ErrorCodeInvalidState, "snapshot %s is the standby state of instance %s: delete the instance instead", req.Id, r.inst.Id)
+		}
+	}
+	if sr.snap.State != api.SnapshotStateCentral {
+		// Its only copy is local: its holders must be reachable.
+		for hid := range sr.hosts {
+			if !s.availableLocked(s.hosts[hid]) {
+				s.mu.Unlock()
+				return nil, api.NewError(api.ErrorCodeHostUnavailable, "snapshot %s is %s on host %s, which is unavailable", req.Id, sr.snap.State, hid)
+			}
+		}
+	}
+	sr.busy = opDelete
+	s.mu.Unlock()
+
+	err := s.deleteSnapshotData(ctx, []string{req.Id})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		sr.busy = ""
+		return nil, err
+	}
+	delete(s.snapshots, req.Id)
+	for _, r := range s.instances {
+		if r.standbySnap == req.Id {
+			r.standbySnap = ""
+		}
+	}
+	s.notifyLocked()
+	return api.DeleteSnapshot204Response{}, nil
+}
+
+func (h *handlers) ForkSnapshot(ctx context.Context, req api.ForkSnapshotRequestObject) (api.ForkSnapshotResponseObject, error) {
+	s := h.s
+	if err := api.ValidateID("snapshot", req.Id); err != nil {
+		return nil, err
+	}
+	if err := validateFork(req.Body); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	sr := s.snapshots[req.Id]
+	if sr == nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("snapshot %s: %w", req.Id, api.ErrNotFound)
+	}
+	image, policy := defaultImage, (*compression.Policy)(nil)
+	if src := s.instances[sr.snap.InstanceId]; src != nil {
+		image, policy = src.inst.Image, src.policy
+	}
+	inst, err := s.forkLocked(ctx, sr, image, policy, req.Body)
+	if err != nil {
+		return nil, err
+	}
+	return api.ForkSnapshot201JSONResponse(inst), nil
+}
+
+func (h *handlers) RestoreSnapshot(ctx context.Context, req api.RestoreSnapshotRequestObject) (api.RestoreSnapshotResponseObject, error) {
+	s := h.s
+	if err := api.ValidateID("snapshot", req.Id); err != nil {
+		return nil, err
+	}
+	var host string
+	if req.Body != nil && req.Body.Host != nil {
+		if err := api.ValidateID("host", *req.Body.Host); err != nil {
+			return nil, err
+		}
+		host = *req.Body.Host
+	}
+	s.mu.Lock()
+	sr := s.snapshots[req.Id]
+	if sr == nil {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("snapshot %s: %w", req.Id, api.ErrNotFound)
+	}
+	if sr.busy != "" {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeInvalidState, "snapshot %s: a %s operation is running on it", req.Id, sr.busy)
+	}
+	r := s.instances[sr.snap.InstanceId]
+	if r == nil {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeInvalidState, "the source instance %s of snapshot %s was deleted: fork the snapshot instead", sr.snap.InstanceId, req.Id)
+	}
+	if r.busy != "" {
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeInvalidState, "instance %s: a %s operation is running on it", r.inst.Id, r.busy)
+	}
+	if r.inst.State != api.InstanceStateStandby && r.inst.State != api.InstanceStateStopped {
+		s.mu.Unlock()
+		return nil, invalidState("roll back", r, api.InstanceStateStandby, api.InstanceStateStopped)
+	}
+	previous := r.standbySnap
+	inst, err := s.resumeLocked(ctx, r, sr, host, opRestore)
+	if err != nil {
+		return nil, err
+	}
+	if previous != "" && previous != req.Id {
+		// Its previous standby state is discarded.
+		s.mu.Lock()
+		if r.standbySnap == previous {
+			r.standbySnap = ""
+		}
+		s.mu.Unlock()
+		s.dropReplaced(previous)
+	}
+	return api.RestoreSnapshot200JSONResponse(inst), nil
+}
