@@ -228,7 +228,10 @@ func (s *Server) applyHostSnapshotLocked(sr *snapshotRec, sn api.Snapshot) {
 	if p := sn.Progress; p != nil && sn.State == api.SnapshotStateUploading {
 		sr.snap.NonZeroBytes, sr.snap.CompressedBytes, sr.snap.NewStoredBytes = p.NonZeroBytes, p.CompressedBytes, p.UploadedBytes
 	}
-	for _, f := range []struct{ dst **int64; src *int64 }{
+	for _, f := range []struct {
+		dst **int64
+		src *int64
+	}{
 		{&sr.snap.NonZeroBytes, sn.NonZeroBytes}, {&sr.snap.CompressedBytes, sn.CompressedBytes}, {&sr.snap.NewStoredBytes, sn.NewStoredBytes},
 	} {
 		if f.src != nil {

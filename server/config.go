@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-		"net"
+	"net"
 	"time"
 
 	"go.yaml.in/yaml/v3"
