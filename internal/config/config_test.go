@@ -471,7 +471,7 @@ func TestFlagHelp(t *testing.T) {
 		"--listen string", `address to listen on (env HANGAR_LISTEN) (default "127.0.0.1:7070")`,
 		"--timeout duration", "(default 30s)",
 		"--hosts strings",
-		"--token string", "(secret: prefer env HANGAR_TOKEN or the file)",
+		"--token string", "(env HANGAR_TOKEN; a secret: prefer the env or a file, flags show in ps)",
 		"--snapshot.compression_default.level int",
 	} {
 		if !strings.Contains(usage, w) {

@@ -43,7 +43,7 @@ func (s *Schema) AddFlags(fs *pflag.FlagSet, defaults any) error {
 		}
 		if k.Secret {
 			def = ""
-			usage += fmt.Sprintf("(secret: prefer env %s or the file)", k.Env)
+			usage += fmt.Sprintf("(env %s; a secret: prefer the env or a file, flags show in ps)", k.Env)
 		} else {
 			usage += fmt.Sprintf("(env %s)", k.Env)
 		}
