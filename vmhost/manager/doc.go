@@ -1,0 +1,65 @@
+// Package manager is the host's instance manager: it runs VMs through a
+// vmhost.Hypervisor, parks them on local disk (standby), moves their
+// snapshots to central storage with background upload jobs, and brings them
+// back (restore) or copies them (fork) from local files or from central
+// storage.
+//
+// # Vocabulary
+//
+//   - An instance is one VM as the operator sees it: an id, a name, a size,
+//     a state. It survives standby, restore and daemon restarts.
+//   - A snapshot is a VM's memory, device state and description (the files
+//     vmhost.MemoryFile, DeviceStateFile, SnapshotInfoFile) under a
+//     snapshot id. It lives locally (the raw files in <data>/s/<id>/),
+//     centrally (a committed manifest in the bucket), or both. Its storage
+//     state says which: local → uploading → central, or error.
+//   - An upload job moves one standby snapshot from local files to central
+//     storage. It is persisted (<data>/jobs/<snapshot id>.json), retried
+//     with backoff while the store is unreachable, resumed after a restart,
+//     and preempted (cancelled, then waited for) by a restore that needs
+//     the local files back.
+//
+// # States (DESIGN §5)
+//
+//	Creating ─→ Running ⇄ Standby ─→ Deleted
+//	               │  ↑
+//	               ↓  │ (start: a fresh boot)
+//	             Stopped
+//
+// plus Error, reached when a boot fails or a guest dies on its own. Every
+// state except Creating may be deleted. Operations that are not legal in
+// the current state fail with ErrInvalidState and change nothing.
+//
+// # One operation at a time
+//
+// Each instance has one operation slot. An operation that finds it taken
+// fails at once with ErrBusy (the API maps it to 409 conflict) instead of
+// queueing behind it: a caller (the server) that wants to wait retries, and
+// an operation never runs against a state it did not see when it was
+// asked. Forks only read their source's files, so any number of forks of
+// one source share it; a restore or delete of that source waits for none of
+// them and is refused while they run. Background upload jobs do not hold
+// the slot: a restore preempts them.
+//
+// # Layout of the data directory
+//
+//	<data>/i/<instance id>/instance.json  instance metadata (atomic writes)
+//	<data>/r/<8 hex>/                     a VM's runtime directory: sockets,
+//	                                      logs, live memory (short path:
+//	                                      unix sockets fit 107 bytes)
+//	<data>/s/<snapshot id>/               a standby snapshot's raw files
+//	<data>/d/<8 hex>/                     a download in progress
+//	<data>/jobs/<snapshot id>.json        an active upload job
+//
+// Ids from outside (instance and snapshot ids) are validated against
+// ^[a-z0-9][a-z0-9-]{0,62}$ before any path is built from them.
+//
+// # Crash safety
+//
+// Every metadata file is replaced atomically (vmhost.WriteFileAtomic). A
+// manager opened on a data directory after the previous one was killed
+// finds every instance and job: running guests are re-attached
+// (Hypervisor.Attach), guests that died are marked Error, a standby that
+// was interrupted after its files became durable is recognised, and
+// unfinished uploads start again (chunks already stored are skipped by id).
+package manager
