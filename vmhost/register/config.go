@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/hangar-vm/hangar/api"
-	"github.com/hangar-vm/hangar/storage/s3"
+	"github.com/hangar-vm/hangar/internal/config"
 )
 
 // Config says whom to register with and as what. WithDefaults is the one
@@ -17,7 +17,7 @@ type Config struct {
 	// http://127.0.0.1:7080.
 	ServerURL string
 	// Token is the cluster token, sent as a bearer token.
-	Token s3.Secret
+	Token config.Secret
 	// HostID is this host's id, stable across restarts.
 	HostID string
 	// Address is the base URL at which the server reaches this host's API.
