@@ -186,7 +186,9 @@ func TestBadInput(t *testing.T) {
 		{"standby/not running", standbyRaw(sby, `{}`), state},
 
 		// POST /v1/instances/{id}/restore
-		{"restore/running", func() (int, []byte, error) { return call(c.RestoreInstanceWithResponse(ctx, run, api.RestoreRequest{})) }, state},
+		{"restore/running", func() (int, []byte, error) {
+			return call(c.RestoreInstanceWithResponse(ctx, run, api.RestoreRequest{}))
+		}, state},
 		{"restore/unknown field", func() (int, []byte, error) {
 			return call(c.RestoreInstanceWithBodyWithResponse(ctx, sby, jsonCT, body(`{"hots":"host-b"}`)))
 		}, bad},
@@ -199,17 +201,23 @@ func TestBadInput(t *testing.T) {
 		{"restore/unknown host", func() (int, []byte, error) {
 			return call(c.RestoreInstanceWithResponse(ctx, sby, api.RestoreRequest{Host: ptr("host-z")}))
 		}, nf},
-		{"restore/unknown", func() (int, []byte, error) { return call(c.RestoreInstanceWithResponse(ctx, "i-0000", api.RestoreRequest{})) }, nf},
+		{"restore/unknown", func() (int, []byte, error) {
+			return call(c.RestoreInstanceWithResponse(ctx, "i-0000", api.RestoreRequest{}))
+		}, nf},
 
 		// POST /v1/instances/{id}/fork
-		{"fork/running", func() (int, []byte, error) { return call(c.ForkInstanceWithResponse(ctx, run, api.ForkRequest{Name: "f"})) }, state},
+		{"fork/running", func() (int, []byte, error) {
+			return call(c.ForkInstanceWithResponse(ctx, run, api.ForkRequest{Name: "f"}))
+		}, state},
 		{"fork/no name", func() (int, []byte, error) {
 			return call(c.ForkInstanceWithBodyWithResponse(ctx, sby, jsonCT, body(`{}`)))
 		}, bad},
 		{"fork/unknown field", func() (int, []byte, error) {
 			return call(c.ForkInstanceWithBodyWithResponse(ctx, sby, jsonCT, body(`{"name":"f","memory_mib":1}`)))
 		}, bad},
-		{"fork/name taken", func() (int, []byte, error) { return call(c.ForkInstanceWithResponse(ctx, sby, api.ForkRequest{Name: "run"})) }, confl},
+		{"fork/name taken", func() (int, []byte, error) {
+			return call(c.ForkInstanceWithResponse(ctx, sby, api.ForkRequest{Name: "run"}))
+		}, confl},
 		{"fork/unknown", func() (int, []byte, error) {
 			return call(c.ForkInstanceWithResponse(ctx, "i-0000", api.ForkRequest{Name: "f"}))
 		}, nf},
@@ -370,7 +378,9 @@ func TestHostRefuses(t *testing.T) {
 		code   api.ErrorCode
 	}{
 		{"standby invalid_state", func() { f.a.fail["Standby"] = api.NewError(api.ErrorCodeInvalidState, "guest is paused") },
-			func() (int, []byte, error) { return call(e.c.StandbyInstanceWithBodyWithResponse(ctx, f.run.Id, "", nil)) },
+			func() (int, []byte, error) {
+				return call(e.c.StandbyInstanceWithBodyWithResponse(ctx, f.run.Id, "", nil))
+			},
 			api.ErrorCodeInvalidState},
 		{"snapshot conflict", func() { f.a.fail["CreateSnapshot"] = api.NewError(api.ErrorCodeConflict, "busy") },
 			func() (int, []byte, error) {
