@@ -9,42 +9,32 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/hangar-vm/hangar/internal/config"
-	"github.com/hangar-vm/hangar/storage"
-	"github.com/hangar-vm/hangar/storage/fs"
-	"github.com/hangar-vm/hangar/storage/retry"
-	"github.com/hangar-vm/hangar/storage/s3"
+	"github.com/hangar-vm/hangar/server"
 	"github.com/hangar-vm/hangar/storage/snapshot"
 )
 
-// storeFileConfig is the configuration of `hangar store`: the store section
-// with the same keys (and so the same HANGAR_STORE_... variables) as the
-// server's, so an operator's environment for the server works here too.
+// storeFileConfig is the configuration of `hangar store`: the server's
+// store section (server.StoreConfig, opened by server.OpenStore, the one
+// place the store wrappers are stacked), so the same file section and the
+// same HANGAR_STORE_... variables serve both.
 type storeFileConfig struct {
-	Store storeConfig `yaml:"store"`
+	Store server.StoreConfig `yaml:"store"`
 }
 
-type storeConfig struct {
-	Kind  string       `yaml:"kind" help:"s3 or fs (default: fs when only dir is set, s3 when only s3.endpoint is)"`
-	S3    s3.Config    `yaml:"s3"`
-	Dir   string       `yaml:"dir" help:"directory of a local (fs) store"`
-	Retry retry.Config `yaml:"retry"`
-}
-
-func defaultStoreFileConfig() storeFileConfig {
-	return storeFileConfig{Store: storeConfig{Retry: retry.DefaultConfig()}}
-}
+func defaultStoreFileConfig() storeFileConfig { return storeFileConfig{} }
 
 // kind is Kind, or the one kind the other settings point at.
-func (c storeConfig) kind() string {
+func storeKind(c server.StoreConfig) string {
 	switch {
 	case c.Kind != "":
 		return c.Kind
 	case c.Dir != "" && c.S3.Endpoint == "":
-		return "fs"
+		return server.StoreFS
 	case c.Dir == "" && c.S3.Endpoint != "":
-		return "s3"
+		return server.StoreS3
 	}
 	return ""
 }
@@ -53,17 +43,14 @@ func (c storeConfig) kind() string {
 func (c *storeFileConfig) Validate() error {
 	s := c.Store
 	var errs []error
-	switch s.kind() {
-	case "fs":
+	switch storeKind(s) {
+	case server.StoreFS:
 		if s.Dir == "" {
 			errs = append(errs, errors.New("store.dir: empty; a store of kind fs needs a directory"))
 		}
-	case "s3":
+	case server.StoreS3:
 		if err := s.S3.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("store.s3: %w", err))
-		}
-		if err := s.Retry.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("store.retry: %w", err))
 		}
 	case "":
 		errs = append(errs, errors.New("store: no store given; set store.dir (--store.dir, HANGAR_STORE_DIR) or store.s3.endpoint and store.s3.bucket"))
@@ -83,28 +70,16 @@ func (a *app) openRepo(cmd *cobra.Command, file string) (*snapshot.Repo, func(),
 		return nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(a.o.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var (
-		st      storage.Store
-		closeFn = func() {}
-	)
-	switch c := cfg.Store; c.kind() {
-	case "fs":
-		f, err := fs.Open(c.Dir)
-		if err != nil {
-			return nil, nil, fmt.Errorf("open store %s: %w", c.Dir, err)
+	sc := cfg.Store
+	sc.Kind = storeKind(sc)
+	st, err := server.OpenStore(cmd.Context(), sc, noop.NewMeterProvider().Meter("hangar-cli"), log)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeFn := func() {
+		if c, ok := st.(interface{ Close() error }); ok {
+			_ = c.Close()
 		}
-		st, closeFn = f, func() { _ = f.Close() }
-	case "s3":
-		c.S3.Logger = log
-		s, err := s3.Open(cmd.Context(), c.S3)
-		if err != nil {
-			return nil, nil, fmt.Errorf("open store s3://%s/%s: %w", c.S3.Bucket, c.S3.Prefix, err)
-		}
-		r, err := retry.New(s, c.Retry, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		st = r
 	}
 	repo, err := snapshot.New(st, snapshot.Config{Logger: log})
 	if err != nil {

@@ -116,7 +116,7 @@ func load(t *testing.T, file string, env map[string]string, args []string) (*tes
 func TestNames(t *testing.T) {
 	s := schema(t)
 	tests := []struct{ key, env, typ string }{
-		{"log_level", "HANGAR_LOG_LEVEL", "text"},
+		{"log_level", "HANGAR_LOG_LEVEL", "level"},
 		{"listen", "HANGAR_LISTEN", "string"},
 		{"token", "HANGAR_TOKEN", "string"},
 		{"snapshot.compression_default.enabled", "HANGAR_SNAPSHOT_COMPRESSION_DEFAULT_ENABLED", "bool"},

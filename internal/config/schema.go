@@ -288,6 +288,9 @@ func typeName(t reflect.Type) string {
 	case t == durationType:
 		return "duration"
 	case implementsText(t):
+		if t.Name() != "" {
+			return strings.ToLower(t.Name()) // slog.Level: "level", a Duration type: "duration"
+		}
 		return "text"
 	}
 	switch t.Kind() {
