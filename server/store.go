@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/fs"
@@ -17,10 +18,14 @@ import (
 
 // OpenStore opens the central store cfg names and stacks its wrappers, in
 // this one place: retry(metrics(backend)), so that every attempt is
-// measured and every retry counted (restic's wrapBackend).
+// measured and every retry counted (restic's wrapBackend). A nil meter
+// records nothing.
 func OpenStore(ctx context.Context, cfg StoreConfig, meter metric.Meter, log *slog.Logger) (storage.Store, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	if meter == nil {
+		meter = noop.NewMeterProvider().Meter("")
 	}
 	var backend storage.Store
 	switch cfg.Kind {
