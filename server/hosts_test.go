@@ -45,8 +45,10 @@ func TestHostUnavailable(t *testing.T) {
 
 	before := e.state()
 	for name, do := range map[string]func() (int, []byte, error){
-		"standby": func() (int, []byte, error) { return call(e.c.StandbyInstanceWithBodyWithResponse(ctx, runA.Id, "", nil)) },
-		"delete":  func() (int, []byte, error) { return call(e.c.DeleteInstanceWithResponse(ctx, runA.Id)) },
+		"standby": func() (int, []byte, error) {
+			return call(e.c.StandbyInstanceWithBodyWithResponse(ctx, runA.Id, "", nil))
+		},
+		"delete": func() (int, []byte, error) { return call(e.c.DeleteInstanceWithResponse(ctx, runA.Id)) },
 		"snapshot": func() (int, []byte, error) {
 			return call(e.c.CreateSnapshotWithResponse(ctx, runA.Id, api.CreateSnapshotRequest{Name: "s", Kind: api.SnapshotKindStandby}))
 		},
