@@ -1,0 +1,360 @@
+package daemon
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/hangar-vm/hangar/api"
+	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/internal/config"
+	"github.com/hangar-vm/hangar/storage/retry"
+	"github.com/hangar-vm/hangar/storage/s3"
+	"github.com/hangar-vm/hangar/vmhost/manager"
+	"github.com/hangar-vm/hangar/vmhost/qemu"
+)
+
+// Config is the host daemon's configuration. WithDefaults is the one place
+// defaults live; Validate reports every problem at once.
+type Config struct {
+	// HostID identifies the host in the cluster; stable across restarts.
+	HostID string `yaml:"host_id"`
+	// Listen is the host API's address, host:port.
+	Listen string `yaml:"listen"`
+	// AdvertiseAddress is the base URL at which the server reaches the
+	// host API; default http://<the address listened on>. Required when
+	// Listen's host is unspecified (0.0.0.0, ::).
+	AdvertiseAddress string `yaml:"advertise_address"`
+	// ServerURL is the hangar server's base URL; empty runs the host
+	// standalone (no registration), for tests and debugging.
+	ServerURL string `yaml:"server_url"`
+	// ClusterToken is shared with the server: the host API demands it and
+	// the registration sends it.
+	ClusterToken config.Secret `yaml:"cluster_token"`
+	// DataDir holds instances, snapshots, runtime directories and jobs.
+	// Absolute and short (VM unix sockets live under it).
+	DataDir string `yaml:"data_dir"`
+	// Cache is the host chunk cache.
+	Cache CacheConfig `yaml:"cache"`
+	// Store is central storage.
+	Store StoreConfig `yaml:"store"`
+	// QEMU configures the hypervisor.
+	QEMU QEMUConfig `yaml:"qemu"`
+	// Image is the guest image.
+	Image ImageConfig `yaml:"image"`
+	// Capacity is what the host offers to guests.
+	Capacity CapacityConfig `yaml:"capacity"`
+	// Snapshot holds the host's snapshot settings.
+	Snapshot SnapshotConfig `yaml:"snapshot"`
+	// UploadConcurrency is how many upload jobs run at once (1-64).
+	UploadConcurrency int `yaml:"upload_concurrency"`
+	// ShutdownTimeout bounds the HTTP server's drain at shutdown.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// CacheConfig is the host chunk cache.
+type CacheConfig struct {
+	// Dir empty: <data_dir>/cache (resolved at start, so that a data_dir
+	// given after the defaults were applied moves it too).
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the cache; least recently used chunks are evicted
+	// beyond it. Default 10 GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// Store kinds.
+const (
+	StoreS3 = "s3"
+	StoreFS = "fs"
+)
+
+// StoreConfig names central storage, with the same keys as the server's
+// store section.
+type StoreConfig struct {
+	// Kind is s3 or fs; empty: fs when only dir is set, s3 when only
+	// s3.endpoint is.
+	Kind string `yaml:"kind"`
+	// Dir is the directory of kind fs.
+	Dir string `yaml:"dir"`
+	// S3 configures kind s3 (endpoint, bucket, prefix, credentials, TLS).
+	S3 s3.Config `yaml:"s3"`
+	// Retry is the retry budget of every store call.
+	Retry retry.Config `yaml:"retry"`
+}
+
+// QEMUConfig configures the QEMU driver.
+type QEMUConfig struct {
+	// Binary default qemu-system-x86_64 on PATH.
+	Binary string `yaml:"binary"`
+	// Accel is kvm (default) or tcg (software emulation, for machines
+	// without a working /dev/kvm).
+	Accel string `yaml:"accel"`
+}
+
+// ImageConfig says where the guest image comes from.
+type ImageConfig struct {
+	// Dir holds a built image (guest.Load). Empty: the image is built at
+	// start from the inputs below, into CacheDir (reused when the inputs
+	// did not change).
+	Dir string `yaml:"dir"`
+	// KernelDir holds vmlinuz and release (default $HANGAR_CACHE/kernel).
+	KernelDir string `yaml:"kernel_dir"`
+	// Busybox is a static busybox (default /bin/busybox).
+	Busybox string `yaml:"busybox"`
+	// Agent is a static hangar-agent; empty compiles it, which needs the
+	// go tool and the hangar module as working directory.
+	Agent string `yaml:"agent"`
+	// CacheDir holds built images (default $HANGAR_CACHE/image).
+	CacheDir string `yaml:"cache_dir"`
+}
+
+// CapacityConfig is what the host offers to guests.
+type CapacityConfig struct {
+	// MemoryMiB default: the machine's memory less 1 GiB for the host.
+	MemoryMiB int64 `yaml:"memory_mib"`
+	// VCPUs default: the machine's CPUs.
+	VCPUs int32 `yaml:"vcpus"`
+}
+
+// SnapshotConfig holds the host's snapshot settings.
+type SnapshotConfig struct {
+	// CompressionDefault is the last level of the compression precedence
+	// on this host (the server normally resolves it and sends it with each
+	// standby). Unset: zstd at its default level.
+	CompressionDefault *compression.Policy `yaml:"compression_default"`
+	// KeepLocalAfterCommit keeps a standby's raw files after its upload
+	// committed (a restore here then needs no download).
+	KeepLocalAfterCommit bool `yaml:"keep_local_after_commit"`
+}
+
+// Defaults, in one place.
+const (
+	DefaultListen            = "127.0.0.1:7081"
+	DefaultDataDir           = "/var/lib/hangar/host"
+	DefaultCacheMaxBytes     = 10 << 30
+	DefaultUploadConcurrency = 2
+	DefaultShutdownTimeout   = 30 * time.Second
+	// hostReserveMiB is kept for the host itself when capacity is derived
+	// from the machine.
+	hostReserveMiB = 1024
+	// MinTokenLen is the shortest cluster token accepted (the server's
+	// rule too).
+	MinTokenLen = 16
+)
+
+// WithDefaults returns c with every unset field given its default. The
+// default capacity is read from the machine.
+func (c Config) WithDefaults() Config {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	c.DataDir = filepath.Clean(c.DataDir)
+	if c.Cache.MaxBytes == 0 {
+		c.Cache.MaxBytes = DefaultCacheMaxBytes
+	}
+	if c.Store.kind() == StoreS3 {
+		c.Store.S3 = c.Store.S3.WithDefaults()
+	}
+	c.Store.Retry = retryDefaults(c.Store.Retry)
+	if c.QEMU.Accel == "" {
+		c.QEMU.Accel = qemu.AccelKVM
+	}
+	if c.Capacity.VCPUs == 0 {
+		c.Capacity.VCPUs = int32(runtime.NumCPU())
+	}
+	if c.Capacity.MemoryMiB == 0 {
+		if total, err := machineMemoryMiB(); err == nil {
+			c.Capacity.MemoryMiB = max(total-hostReserveMiB, total/2)
+		}
+	}
+	if c.Snapshot.CompressionDefault == nil || !c.Snapshot.CompressionDefault.IsSet() {
+		c.Snapshot.CompressionDefault = &compression.Policy{Algorithm: string(compression.Zstd)}
+	}
+	if c.UploadConcurrency == 0 {
+		c.UploadConcurrency = DefaultUploadConcurrency
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return c
+}
+
+// ErrInvalidConfig wraps every problem Validate finds.
+var ErrInvalidConfig = errors.New("invalid host config")
+
+// Validate reports every problem with c (defaults applied first) at once,
+// each naming its key, wrapped in ErrInvalidConfig.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if err := api.ValidateID("host", c.HostID); err != nil {
+		add("host_id: %v", err)
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		add("listen: %q is not host:port: %v", c.Listen, err)
+	}
+	if c.AdvertiseAddress != "" {
+		if err := checkURL(c.AdvertiseAddress); err != nil {
+			add("advertise_address: %v", err)
+		}
+	} else if ip := net.ParseIP(host); err == nil && (host == "" || (ip != nil && ip.IsUnspecified())) {
+		add("advertise_address: required when listen (%q) does not name one address the server can reach", c.Listen)
+	}
+	if c.ServerURL != "" {
+		if err := checkURL(c.ServerURL); err != nil {
+			add("server_url: %v", err)
+		}
+	}
+	if n := len(c.ClusterToken); n < MinTokenLen {
+		add("cluster_token: %d characters, want at least %d", n, MinTokenLen)
+	}
+	switch {
+	case !filepath.IsAbs(c.DataDir):
+		add("data_dir: %q is not absolute", c.DataDir)
+	case len(c.DataDir) > manager.MaxDataDirLen:
+		add("data_dir: %q is %d bytes, at most %d fit (VM unix sockets live under it)", c.DataDir, len(c.DataDir), manager.MaxDataDirLen)
+	}
+	if c.Cache.Dir != "" && !filepath.IsAbs(c.Cache.Dir) {
+		add("cache.dir: %q is not absolute", c.Cache.Dir)
+	}
+	if c.Cache.MaxBytes <= 0 {
+		add("cache.max_bytes: %d, want a positive size", c.Cache.MaxBytes)
+	}
+	switch c.Store.kind() {
+	case StoreS3:
+		if err := c.Store.S3.Validate(); err != nil {
+			add("store.s3: %w", err)
+		}
+	case StoreFS:
+		if !filepath.IsAbs(c.Store.Dir) {
+			add("store.dir: %q, want an absolute directory for kind fs", c.Store.Dir)
+		}
+	case "":
+		add("store: no store given; set store.dir (kind fs) or store.s3.endpoint and store.s3.bucket (kind s3)")
+	default:
+		add("store.kind: %q, want s3 or fs", c.Store.Kind)
+	}
+	if err := c.Store.Retry.Validate(); err != nil {
+		add("store.retry: %w", err)
+	}
+	if err := c.qemuSettings().Validate(); err != nil {
+		add("qemu: %w", err)
+	}
+	if c.Image.Dir != "" && !filepath.IsAbs(c.Image.Dir) {
+		add("image.dir: %q is not absolute", c.Image.Dir)
+	}
+	if c.Capacity.MemoryMiB <= 0 {
+		add("capacity.memory_mib: %d, want a positive amount (the machine's memory could not be read)", c.Capacity.MemoryMiB)
+	}
+	if c.Capacity.VCPUs <= 0 {
+		add("capacity.vcpus: %d, want a positive number", c.Capacity.VCPUs)
+	}
+	if err := c.Snapshot.CompressionDefault.Validate(); err != nil {
+		add("snapshot.compression_default: %w", err)
+	}
+	if c.UploadConcurrency < 1 || c.UploadConcurrency > 64 {
+		add("upload_concurrency: %d, want 1-64", c.UploadConcurrency)
+	}
+	if c.ShutdownTimeout < 0 {
+		add("shutdown_timeout: %v is negative", c.ShutdownTimeout)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// cacheDir is the chunk cache's directory.
+func (c Config) cacheDir() string {
+	if c.Cache.Dir != "" {
+		return c.Cache.Dir
+	}
+	return filepath.Join(c.DataDir, "cache")
+}
+
+// kind is Kind, or the one kind the other settings point at.
+func (s StoreConfig) kind() string {
+	switch {
+	case s.Kind != "":
+		return s.Kind
+	case s.Dir != "" && s.S3.Endpoint == "":
+		return StoreFS
+	case s.Dir == "" && s.S3.Endpoint != "":
+		return StoreS3
+	}
+	return ""
+}
+
+func (c Config) qemuSettings() qemu.Settings {
+	return qemu.Settings{Binary: c.QEMU.Binary, Accel: c.QEMU.Accel}.WithDefaults()
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q: want an http:// or https:// URL with a host", s)
+	}
+	return nil
+}
+
+// machineMemoryMiB reads MemTotal from /proc/meminfo.
+func machineMemoryMiB() (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := bytes.Fields(sc.Bytes())
+		if len(f) >= 2 && string(f[0]) == "MemTotal:" {
+			kib, err := strconv.ParseInt(string(f[1]), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("parse MemTotal: %w", err)
+			}
+			return kib / 1024, nil
+		}
+	}
+	return 0, errors.New("MemTotal not in /proc/meminfo")
+}
+
+// retryDefaults fills the unset fields of r from retry.DefaultConfig.
+// Jitter 0 is a legitimate setting (none), so it is taken from the
+// defaults only when nothing at all was set.
+func retryDefaults(r retry.Config) retry.Config {
+	d := retry.DefaultConfig()
+	if r.MaxAttempts == 0 && r.MaxElapsed == 0 && r.InitialBackoff == 0 && r.MaxBackoff == 0 && r.Multiplier == 0 && r.Jitter == 0 {
+		r.Jitter = d.Jitter
+	}
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = d.MaxAttempts
+	}
+	if r.MaxElapsed == 0 {
+		r.MaxElapsed = d.MaxElapsed
+	}
+	if r.InitialBackoff == 0 {
+		r.InitialBackoff = d.InitialBackoff
+	}
+	if r.MaxBackoff == 0 {
+		r.MaxBackoff = d.MaxBackoff
+	}
+	if r.Multiplier == 0 {
+		r.Multiplier = d.Multiplier
+	}
+	return r
+}

@@ -1,0 +1,172 @@
+package hostapi
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/vmhost/manager"
+)
+
+// fakeManager is an in-memory Manager for the handler unit tests, beside
+// the tests against the real manager (real_test.go). Its state machine is
+// the manager's in miniature; err, when set, is returned by the next call.
+type fakeManager struct {
+	mu      sync.Mutex
+	insts   map[string]manager.Instance
+	jobs    []manager.Job
+	next    error // returned once by the next mutating call
+	creates int
+	deletes int
+	lastPol *compression.Policy
+	digest  string
+	bootFor time.Duration // Create waits this long in StateCreating
+}
+
+func newFake(digest string) *fakeManager {
+	return &fakeManager{insts: map[string]manager.Instance{}, digest: digest}
+}
+
+var _ Manager = (*fakeManager)(nil)
+
+func (f *fakeManager) takeErr() error {
+	err := f.next
+	f.next = nil
+	return err
+}
+
+func (f *fakeManager) Create(ctx context.Context, spec manager.CreateSpec) (manager.Instance, error) {
+	f.mu.Lock()
+	if err := f.takeErr(); err != nil {
+		f.mu.Unlock()
+		return manager.Instance{}, err
+	}
+	if _, ok := f.insts[spec.ID]; ok {
+		f.mu.Unlock()
+		return manager.Instance{}, fmt.Errorf("create: instance %s: %w", spec.ID, manager.ErrAlreadyExists)
+	}
+	now := time.Now().UTC()
+	in := manager.Instance{ID: spec.ID, Name: spec.Name, State: manager.StateCreating, MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, ImageDigest: f.digest, Created: now, Updated: now}
+	f.insts[spec.ID] = in
+	f.creates++
+	f.mu.Unlock()
+	select {
+	case <-time.After(f.bootFor):
+	case <-ctx.Done():
+		return manager.Instance{}, ctx.Err()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in.State = manager.StateRunning
+	f.insts[spec.ID] = in
+	return in, nil
+}
+
+func (f *fakeManager) Get(_ context.Context, id string) (manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in, ok := f.insts[id]
+	if !ok {
+		return manager.Instance{}, fmt.Errorf("instance %s: %w", id, manager.ErrNotFound)
+	}
+	return in, nil
+}
+
+func (f *fakeManager) List(context.Context) ([]manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]manager.Instance, 0, len(f.insts))
+	for _, in := range f.insts {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func (f *fakeManager) Standby(_ context.Context, id string, override *compression.Policy) (manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastPol = override
+	if err := f.takeErr(); err != nil {
+		return manager.Instance{}, err
+	}
+	in, ok := f.insts[id]
+	if !ok {
+		return manager.Instance{}, fmt.Errorf("standby: instance %s: %w", id, manager.ErrNotFound)
+	}
+	if in.State != manager.StateRunning {
+		return in, fmt.Errorf("standby instance %s: %w: it is %s", id, manager.ErrInvalidState, in.State)
+	}
+	set, err := compression.Resolve(override, nil, nil)
+	if err != nil {
+		return in, err
+	}
+	in.State = manager.StateStandby
+	in.Snapshot = &manager.SnapshotRef{ID: "s-" + id, Kind: manager.KindStandby, Storage: manager.StorageLocal, Local: true, Compression: set.String(), Created: time.Now().UTC()}
+	f.insts[id] = in
+	return in, nil
+}
+
+func (f *fakeManager) Restore(_ context.Context, id string) (manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.takeErr(); err != nil {
+		return manager.Instance{}, err
+	}
+	in := f.insts[id]
+	if in.State != manager.StateStandby {
+		return in, fmt.Errorf("restore instance %s: %w", id, manager.ErrInvalidState)
+	}
+	in.State, in.Snapshot = manager.StateRunning, nil
+	f.insts[id] = in
+	return in, nil
+}
+
+func (f *fakeManager) RestoreSnapshot(_ context.Context, sid string, spec manager.ForkSpec) (manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.takeErr(); err != nil {
+		return manager.Instance{}, err
+	}
+	return manager.Instance{}, fmt.Errorf("restore snapshot: snapshot %s: %w (not committed in central storage)", sid, manager.ErrNotFound)
+}
+
+func (f *fakeManager) Fork(_ context.Context, source string, spec manager.ForkSpec) (manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.takeErr(); err != nil {
+		return manager.Instance{}, err
+	}
+	for _, in := range f.insts {
+		if in.Snapshot != nil && in.Snapshot.ID == source {
+			now := time.Now().UTC()
+			fork := manager.Instance{ID: spec.ID, Name: spec.Name, State: manager.StateRunning, MemoryMiB: in.MemoryMiB, VCPUs: in.VCPUs, ImageDigest: f.digest, Created: now, Updated: now}
+			f.insts[spec.ID] = fork
+			return fork, nil
+		}
+	}
+	return manager.Instance{}, fmt.Errorf("fork %s: snapshot %s: %w", source, source, manager.ErrNotFound)
+}
+
+func (f *fakeManager) Delete(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.takeErr(); err != nil {
+		return err
+	}
+	if _, ok := f.insts[id]; !ok {
+		return fmt.Errorf("delete: instance %s: %w", id, manager.ErrNotFound)
+	}
+	delete(f.insts, id)
+	f.deletes++
+	return nil
+}
+
+func (f *fakeManager) Jobs(context.Context) ([]manager.Job, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]manager.Job(nil), f.jobs...), nil
+}

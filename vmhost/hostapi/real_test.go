@@ -1,0 +1,278 @@
+package hostapi
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-vm/hangar/api"
+	hostapi "github.com/hangar-vm/hangar/api/host"
+	"github.com/hangar-vm/hangar/internal/miniotest"
+	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/storage"
+	"github.com/hangar-vm/hangar/storage/cache"
+	"github.com/hangar-vm/hangar/storage/fs"
+	"github.com/hangar-vm/hangar/storage/s3"
+	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/vmhost/guest"
+	"github.com/hangar-vm/hangar/vmhost/manager"
+	"github.com/hangar-vm/hangar/vmhost/qemu"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	miniotest.CloseShared()
+	os.Exit(code)
+}
+
+var (
+	imageOnce sync.Once
+	image     guest.Image
+	imageErr  error
+)
+
+// testImage builds (or takes from the cache) the default guest image.
+func testImage(t testing.TB) guest.Image {
+	t.Helper()
+	kernelDir := testenv.KernelDir(t)
+	imageOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		image, imageErr = guest.Build(ctx, guest.BuildOptions{KernelDir: kernelDir})
+	})
+	if imageErr != nil {
+		t.Fatalf("build guest image: %v", imageErr)
+	}
+	return image
+}
+
+// shortTemp is a temporary directory with a short path: VM sockets live
+// under it.
+func shortTemp(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ha")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// realHost is the host API over a real manager (real QEMU driver under
+// TCG, real guest image, real chunk cache) storing to store.
+type realHost struct {
+	s       *Server
+	url     string
+	c       *hostapi.ClientWithResponses
+	m       *manager.Manager
+	metrics *Metrics
+	root    string
+}
+
+func newRealHost(t *testing.T, store storage.Store) *realHost {
+	t.Helper()
+	im := testImage(t)
+	root := shortTemp(t)
+	log := testLogger(t)
+	met, err := NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meter := met.Provider.Meter("hangar/host")
+	d, err := qemu.New(context.Background(), qemu.Settings{Binary: testenv.QEMUBinary(t), Accel: qemu.AccelTCG, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, err := cache.Open(filepath.Join(root, "c"), 1<<30, cache.WithMeter(meter))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := snapshot.New(store, snapshot.Config{Logger: log, Meter: meter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := manager.Open(context.Background(), manager.Config{DataDir: filepath.Join(root, "d"), UploadRetry: manager.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}},
+		manager.Deps{Hypervisor: d, Image: im, Repo: repo, Cache: ch, Logger: log, Meter: meter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		m.Close()
+		d.Close()
+		ch.Close()
+		met.Shutdown(context.Background())
+		if pids := qemuUnder(root); len(pids) > 0 {
+			t.Errorf("qemu processes left under %s: %v", root, pids)
+			for _, p := range pids {
+				syscall.Kill(p, syscall.SIGKILL)
+			}
+		}
+	})
+	s, url, c := serve(t, m, Options{ImageDigest: im.Digest, Capacity: api.Resources{MemoryMib: 1024, Vcpus: 2}, Cache: ch, Metrics: met.Handler})
+	return &realHost{s: s, url: url, c: c, m: m, metrics: met, root: root}
+}
+
+// qemuUnder lists live processes whose command line mentions root.
+func qemuUnder(root string) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil || !bytes.Contains(cmd, []byte(root)) {
+			continue
+		}
+		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+				continue
+			}
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// TestRealManagerLookups: the real manager behind the API, no guest
+// booted: unknown ids are not_found, deletes of absent resources are 204,
+// a restore or fork of a snapshot the bucket does not hold is not_found.
+func TestRealManagerLookups(t *testing.T) {
+	st, err := fs.Open(shortTemp(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newRealHost(t, st)
+	ctx := context.Background()
+	g, err := h.c.GetHostInstanceWithResponse(ctx, "i-unknown")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "get unknown", g.StatusCode(), g.Body, api.ErrNotFound)
+	d, err := h.c.DeleteHostInstanceWithResponse(ctx, "i-unknown")
+	if err != nil || d.StatusCode() != 204 {
+		t.Fatalf("delete unknown: %v %v", err, d)
+	}
+	sb, _ := h.c.StandbyHostInstanceWithResponse(ctx, "i-unknown", hostapi.StandbyRequest{SnapshotId: "s-1", Compression: api.AppliedCompression{Algorithm: "zstd", Level: 1}})
+	wantCode(t, "standby unknown", sb.StatusCode(), sb.Body, api.ErrNotFound)
+	rs, _ := h.c.RestoreHostInstanceWithResponse(ctx, "i-new", hostapi.RestoreRequest{SnapshotId: "s-not-in-bucket", Spec: spec})
+	wantCode(t, "restore from a snapshot the bucket lacks", rs.StatusCode(), rs.Body, api.ErrNotFound)
+	fk, _ := h.c.ForkHostSnapshotWithResponse(ctx, "s-not-in-bucket", hostapi.ForkRequest{InstanceId: "i-f", Spec: spec})
+	wantCode(t, "fork of a snapshot the bucket lacks", fk.StatusCode(), fk.Body, api.ErrNotFound)
+	l, err := h.c.ListHostInstancesWithResponse(ctx)
+	if err != nil || l.JSON200 == nil || len(l.JSON200.Items) != 0 {
+		t.Fatalf("list: %v %s", err, l.Body)
+	}
+	j, err := h.c.ListHostJobsWithResponse(ctx)
+	if err != nil || j.JSON200 == nil || len(j.JSON200.Items) != 0 {
+		t.Fatalf("jobs: %v %s", err, j.Body)
+	}
+}
+
+// TestRealStandbyUpload is the one end-to-end path through the API with a
+// real guest and a real MinIO: create → standby (zstd) → the upload
+// commits → the instance and snapshot report central with sizes; illegal
+// transitions and retries answer their documented codes on the way;
+// /metrics shows the committed job.
+func TestRealStandbyUpload(t *testing.T) {
+	srv := miniotest.Shared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	st, err := s3.Open(ctx, s3.Config{Endpoint: srv.Endpoint, Bucket: srv.NewBucket(t), AccessKey: srv.AccessKey, SecretKey: s3.Secret(srv.SecretKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newRealHost(t, st)
+	c := h.c
+
+	cr, err := c.CreateHostInstanceWithResponse(ctx, "i-e2e", spec)
+	if err != nil || cr.JSON201 == nil || cr.JSON201.State != api.InstanceStateRunning {
+		t.Fatalf("create: %v %d %s", err, cr.StatusCode(), cr.Body)
+	}
+	again, _ := c.CreateHostInstanceWithResponse(ctx, "i-e2e", spec)
+	if again.JSON200 == nil || again.JSON200.Id != "i-e2e" {
+		t.Fatalf("retried create: %d %s", again.StatusCode(), again.Body)
+	}
+	rr, _ := c.RestoreHostInstanceWithResponse(ctx, "i-e2e", hostapi.RestoreRequest{SnapshotId: "s-x", Spec: spec})
+	wantCode(t, "restore of a running instance from another snapshot", rr.StatusCode(), rr.Body, api.ErrInvalidState)
+	fk, _ := c.ForkHostSnapshotWithResponse(ctx, "i-e2e", hostapi.ForkRequest{InstanceId: "i-fork", Spec: spec})
+	wantCode(t, "fork of a running instance", fk.StatusCode(), fk.Body, api.ErrInvalidState)
+
+	sr, err := c.StandbyHostInstanceWithResponse(ctx, "i-e2e", hostapi.StandbyRequest{SnapshotId: "s-e2e", Compression: api.AppliedCompression{Algorithm: "zstd", Level: 1}})
+	if err != nil || sr.JSON200 == nil {
+		t.Fatalf("standby: %v %d %s", err, sr.StatusCode(), sr.Body)
+	}
+	in, snap := sr.JSON200.Instance, sr.JSON200.Snapshot
+	if in.State != api.InstanceStateStandby || in.Storage == nil || snap.Compression == nil || snap.Compression.Algorithm != api.AlgorithmZstd {
+		t.Fatalf("standby answered %s", sr.Body)
+	}
+	sid := snap.Id
+	sb2, _ := c.StandbyHostInstanceWithResponse(ctx, "i-e2e", hostapi.StandbyRequest{SnapshotId: sid, Compression: api.AppliedCompression{Algorithm: "zstd", Level: 1}})
+	if sb2.JSON200 == nil || sb2.JSON200.Snapshot.Id != sid {
+		t.Fatalf("retried standby: %d %s", sb2.StatusCode(), sb2.Body)
+	}
+
+	// Wait for the upload to commit.
+	var got api.Instance
+	for {
+		g, err := c.GetHostInstanceWithResponse(ctx, "i-e2e")
+		if err != nil || g.JSON200 == nil {
+			t.Fatalf("get: %v %s", err, g.Body)
+		}
+		got = *g.JSON200
+		if got.Storage != nil && *got.Storage == api.SnapshotStateCentral {
+			break
+		}
+		if got.Storage != nil && *got.Storage == api.SnapshotStateError {
+			t.Logf("upload error (retried): %s", g.Body)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("upload never committed; last %s", g.Body)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if got.SnapshotId == nil || *got.SnapshotId != sid || got.Job != nil {
+		t.Errorf("committed instance %+v", got)
+	}
+	j, _ := c.ListHostJobsWithResponse(ctx)
+	if j.JSON200 == nil || len(j.JSON200.Items) != 0 {
+		t.Errorf("jobs after commit: %s", j.Body)
+	}
+	hb, err := h.s.Report(ctx)
+	if err != nil || hb.Health.Status != hostapi.HostHealthStatusOk || hb.Cache.Chunks == 0 || len(hb.Instances) != 1 || hb.Allocated.MemoryMib != 0 {
+		t.Errorf("report after commit: %v %+v", err, hb)
+	}
+
+	rsp, err := http.Get(h.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(rsp.Body)
+	rsp.Body.Close()
+	for _, want := range []string{`hangar_host_jobs`, `result="committed"`, `algorithm="zstd"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	del, err := c.DeleteHostInstanceWithResponse(ctx, "i-e2e")
+	if err != nil || del.StatusCode() != 204 {
+		t.Fatalf("delete: %v %v", err, del)
+	}
+	g, _ := c.GetHostInstanceWithResponse(ctx, "i-e2e")
+	wantCode(t, "get deleted", g.StatusCode(), g.Body, api.ErrNotFound)
+	if pids := qemuUnder(h.root); len(pids) > 0 {
+		t.Errorf("qemu left after delete: %v", pids)
+	}
+}
