@@ -28,6 +28,13 @@
 // snapshot answers 200; a restore of an instance already Running answers
 // 200.
 //
+// Known gap: the manager chooses standby snapshot ids itself
+// (manager.Standby takes no id), so a standby answers the manager's
+// snapshot id, not the server's snapshot_id; a retry with the server's id
+// is recognised only by the process that served the first call. The fix
+// is a snapshot id parameter on manager.Standby, after which the
+// server's id is the snapshot's id everywhere.
+//
 // Long operations (create, standby, restore, fork, delete) are not
 // cancelled when the caller hangs up, since a half-done boot helps nobody
 // and a retry finds the finished one; they are cancelled by Server.Close

@@ -396,7 +396,9 @@ func TestStandbyRestoreForkFlow(t *testing.T) {
 	}
 	wantCode(t, "create beyond capacity", r.StatusCode(), r.Body, api.ErrNoCapacity)
 
-	req := hostapi.StandbyRequest{SnapshotId: "s-i-1", Compression: api.AppliedCompression{Algorithm: "zstd", Level: 3}}
+	// The server's snapshot id differs from the one the manager picks
+	// ("s-i-1"): a retry with the server's id is still recognised.
+	req := hostapi.StandbyRequest{SnapshotId: "s-server-1", Compression: api.AppliedCompression{Algorithm: "zstd", Level: 3}}
 	for i := range 2 {
 		sr, err := c.StandbyHostInstanceWithResponse(ctx, "i-1", req)
 		if err != nil || sr.JSON200 == nil {

@@ -229,7 +229,12 @@ func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHos
 		if in, err = s.m.Standby(op, req.Id, pol); err != nil {
 			return nil, err
 		}
-	} else if in.Snapshot == nil || in.Snapshot.ID != req.Body.SnapshotId {
+		if in.Snapshot != nil {
+			s.mu.Lock()
+			s.standbys[req.Body.SnapshotId] = in.Snapshot.ID
+			s.mu.Unlock()
+		}
+	} else if in.Snapshot == nil || !s.sameStandby(in.Snapshot.ID, req.Body.SnapshotId) {
 		cur := "none"
 		if in.Snapshot != nil {
 			cur = in.Snapshot.ID
@@ -324,4 +329,17 @@ func (s *Server) runningFrom(in manager.Instance, sid string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.restored[in.ID] == sid
+}
+
+// sameStandby reports whether the manager's snapshot sid is the answer to
+// a standby asked with snapshot id asked: the same id, or the one the
+// manager chose when this process served that request (the manager picks
+// its own snapshot ids for now; see the package documentation).
+func (s *Server) sameStandby(sid, asked string) bool {
+	if sid == asked {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.standbys[asked] == sid
 }

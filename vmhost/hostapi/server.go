@@ -92,6 +92,7 @@ type Server struct {
 	mu       sync.Mutex
 	reserved map[string]api.Resources // capacity held by creates in flight
 	restored map[string]string        // instance id → snapshot it was last restored from
+	standbys map[string]string        // snapshot id asked by the server → the manager's
 }
 
 var _ hostapi.StrictServerInterface = (*Server)(nil)
@@ -129,7 +130,7 @@ func New(m Manager, opts Options) (*Server, error) {
 	life, stop := context.WithCancel(context.Background())
 	return &Server{
 		m: m, opts: opts, log: opts.Logger.With("component", "hostapi"),
-		life: life, stop: stop, reserved: map[string]api.Resources{}, restored: map[string]string{},
+		life: life, stop: stop, reserved: map[string]api.Resources{}, restored: map[string]string{}, standbys: map[string]string{},
 	}, nil
 }
 
