@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/storage/snapshot"
@@ -105,6 +107,11 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return errors.New("host daemon: Run called twice")
 	}
 	cfg, log := d.cfg, d.log
+	// gin's debug mode prints every route and a warning on stdout; a
+	// daemon's output is its JSON log. GIN_MODE still wins when set.
+	if gin.Mode() == gin.DebugMode {
+		gin.SetMode(gin.ReleaseMode)
+	}
 	var down closers
 	defer func() {
 		if cerr := down.run(); cerr != nil {

@@ -245,6 +245,15 @@ func TestRealStandbyUpload(t *testing.T) {
 	if got.SnapshotId == nil || *got.SnapshotId != sid || got.Job != nil {
 		t.Errorf("committed instance %+v", got)
 	}
+	gs, _ := c.GetHostSnapshotWithResponse(ctx, sid)
+	if gs.JSON200 == nil || gs.JSON200.State != api.SnapshotStateCentral || gs.JSON200.CompressedBytes == nil || *gs.JSON200.CompressedBytes <= 0 ||
+		gs.JSON200.RawBytes < 128<<20 || gs.JSON200.Hosts == nil || len(*gs.JSON200.Hosts) != 0 {
+		t.Errorf("committed snapshot: %d %s", gs.StatusCode(), gs.Body)
+	}
+	ls, _ := c.ListHostSnapshotsWithResponse(ctx)
+	if ls.JSON200 == nil || len(ls.JSON200.Items) != 0 {
+		t.Errorf("local snapshots after the commit dropped the files: %s", ls.Body)
+	}
 	j, _ := c.ListHostJobsWithResponse(ctx)
 	if j.JSON200 == nil || len(j.JSON200.Items) != 0 {
 		t.Errorf("jobs after commit: %s", j.Body)

@@ -34,14 +34,15 @@ func (s *Server) localSnapshots(ctx context.Context) ([]api.Snapshot, error) {
 	return out, nil
 }
 
-// findSnapshot returns the instance whose current snapshot is id.
-func (s *Server) findSnapshot(ctx context.Context, id string) (manager.Instance, bool, error) {
+// findSnapshot returns the instance whose current snapshot is id; with
+// localOnly, only if this host still holds the snapshot's raw files.
+func (s *Server) findSnapshot(ctx context.Context, id string, localOnly bool) (manager.Instance, bool, error) {
 	ins, err := s.m.List(ctx)
 	if err != nil {
 		return manager.Instance{}, false, err
 	}
 	for _, in := range ins {
-		if in.Snapshot != nil && in.Snapshot.ID == id && in.Snapshot.Local {
+		if in.Snapshot != nil && in.Snapshot.ID == id && (in.Snapshot.Local || !localOnly) {
 			return in, true, nil
 		}
 	}
@@ -57,17 +58,20 @@ func (s *Server) ListHostSnapshots(ctx context.Context, _ hostapi.ListHostSnapsh
 	return hostapi.ListHostSnapshots200JSONResponse{Items: out}, nil
 }
 
-// GetHostSnapshot returns one snapshot whose raw files this host holds.
+// GetHostSnapshot returns the current snapshot of an instance of this
+// host: one whose raw files it holds, or whose upload it committed and
+// then dropped the files of (state central, no hosts), so that a caller
+// polling for the commit sees it rather than a 404.
 func (s *Server) GetHostSnapshot(ctx context.Context, req hostapi.GetHostSnapshotRequestObject) (hostapi.GetHostSnapshotResponseObject, error) {
 	if err := api.ValidateID("snapshot", req.Id); err != nil {
 		return nil, err
 	}
-	in, ok, err := s.findSnapshot(ctx, req.Id)
+	in, ok, err := s.findSnapshot(ctx, req.Id, false)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("snapshot %s: %w (no local copy on host %s)", req.Id, api.ErrNotFound, s.opts.HostID)
+		return nil, fmt.Errorf("snapshot %s: %w (not a snapshot of an instance of host %s)", req.Id, api.ErrNotFound, s.opts.HostID)
 	}
 	jobs, err := s.jobsByID(ctx)
 	if err != nil {
@@ -86,7 +90,7 @@ func (s *Server) DeleteHostSnapshot(ctx context.Context, req hostapi.DeleteHostS
 	if err := api.ValidateID("snapshot", req.Id); err != nil {
 		return nil, err
 	}
-	in, ok, err := s.findSnapshot(ctx, req.Id)
+	in, ok, err := s.findSnapshot(ctx, req.Id, true)
 	if err != nil {
 		return nil, err
 	}
