@@ -38,8 +38,14 @@ func (m *Manager) Fork(ctx context.Context, source string, spec ForkSpec) (Insta
 	if src != nil {
 		defer func() {
 			m.mu.Lock()
+			defer m.mu.Unlock()
 			src.readers--
-			m.mu.Unlock()
+			// The upload may have committed while we read: drop the files
+			// now, as it would have.
+			if s := src.meta.Snapshot; src.readers == 0 && src.op == "" && s != nil && s.Local &&
+				s.Storage == StorageCentral && !m.cfg.KeepLocalAfterCommit {
+				m.dropLocalLocked(src)
+			}
 		}()
 		in, err = m.forkLocal(ctx, src, sid, spec)
 	} else {

@@ -41,6 +41,10 @@ func (m *Manager) startJobLocked(j *Job) {
 	if m.closed {
 		return
 	}
+	if m.recovering {
+		m.held = append(m.held, j)
+		return
+	}
 	ctx, cancel := context.WithCancelCause(m.bg)
 	jr := &jobRun{job: j, cancel: cancel, done: make(chan struct{}), start: time.Now()}
 	m.jobs[j.ID] = jr

@@ -86,13 +86,18 @@ type Manager struct {
 	// indexLoaded: the repo's chunk index was loaded (once, by the first
 	// upload after Open).
 	indexLoaded bool
-	closed      bool
+	// recovering holds back job starts while Open walks the instances, so
+	// that no job runs beside the walk; held are started at its end.
+	recovering bool
+	held       []*Job
+	closed     bool
 }
 
 // entry is one instance's in-memory state. meta, op and readers are
 // guarded by Manager.mu; vm is owned by whoever holds the op slot (and
 // read under mu by the watcher).
 type entry struct {
+	id      string // immutable: readable without the lock
 	meta    Instance
 	op      string // the exclusive operation in progress, "" if none
 	readers int    // forks reading this instance's snapshot files
@@ -263,25 +268,29 @@ func (m *Manager) lookupLocked(id string) (*entry, error) {
 	return e, nil
 }
 
-// begin takes id's operation slot for op, or fails with ErrBusy.
-func (m *Manager) begin(id, op string) (*entry, func(), error) {
+// begin takes id's operation slot for op, or fails with ErrBusy. It
+// returns a copy of the metadata as of then: an upload job may rewrite
+// e.meta (its snapshot's storage and progress) at any time, so the
+// operation reads the copy, and e.meta only under the lock. The state
+// itself changes only under the slot.
+func (m *Manager) begin(id, op string) (*entry, Instance, func(), error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, nil, fmt.Errorf("%s %s: %w", op, id, ErrClosed)
+		return nil, Instance{}, nil, fmt.Errorf("%s %s: %w", op, id, ErrClosed)
 	}
 	e, err := m.lookupLocked(id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", op, err)
+		return nil, Instance{}, nil, fmt.Errorf("%s: %w", op, err)
 	}
 	if e.op != "" {
-		return nil, nil, fmt.Errorf("%s instance %s: %w (%s in progress)", op, id, ErrBusy, e.op)
+		return nil, Instance{}, nil, fmt.Errorf("%s instance %s: %w (%s in progress)", op, id, ErrBusy, e.op)
 	}
 	if e.readers > 0 {
-		return nil, nil, fmt.Errorf("%s instance %s: %w (%d forks are reading its snapshot)", op, id, ErrBusy, e.readers)
+		return nil, Instance{}, nil, fmt.Errorf("%s instance %s: %w (%d forks are reading its snapshot)", op, id, ErrBusy, e.readers)
 	}
 	e.op = op
-	return e, func() {
+	return e, e.meta.clone(), func() {
 		m.mu.Lock()
 		e.op = ""
 		m.mu.Unlock()
@@ -399,7 +408,7 @@ func (m *Manager) reserve(in Instance, op string) (*entry, func(), error) {
 	if err := m.dirs.saveInstance(&in); err != nil {
 		return nil, nil, err
 	}
-	e := &entry{meta: in, op: op}
+	e := &entry{id: in.ID, meta: in, op: op}
 	m.insts[in.ID] = e
 	return e, func() {
 		m.mu.Lock()
@@ -435,13 +444,13 @@ func (m *Manager) Create(ctx context.Context, spec CreateSpec) (Instance, error)
 
 // Start boots a stopped instance afresh (its memory was discarded).
 func (m *Manager) Start(ctx context.Context, id string) (Instance, error) {
-	e, done, err := m.begin(id, "start")
+	e, in, done, err := m.begin(id, "start")
 	if err != nil {
 		return Instance{}, err
 	}
 	defer done()
-	if e.meta.State != StateStopped {
-		return m.current(e), invalidState("start", &e.meta, StateStopped)
+	if in.State != StateStopped {
+		return in, invalidState("start", &in, StateStopped)
 	}
 	if err := m.boot(ctx, e); err != nil {
 		return m.current(e), fmt.Errorf("start instance %s: %w", id, err)
@@ -458,7 +467,9 @@ func (m *Manager) boot(ctx context.Context, e *entry) error {
 	if err := m.update(e, func(in *Instance) { in.RunDir = run }); err != nil {
 		return err
 	}
+	m.mu.Lock()
 	cfg := m.vmConfig(&e.meta, run)
+	m.mu.Unlock()
 	vm, err := m.hv.Start(ctx, cfg)
 	if err == nil {
 		bctx, cancel := context.WithTimeout(ctx, m.cfg.BootTimeout)
@@ -475,7 +486,7 @@ func (m *Manager) boot(ctx context.Context, e *entry) error {
 		removeAll(run)
 		msg := "boot failed: " + err.Error()
 		if uerr := m.update(e, func(in *Instance) { in.State, in.Error, in.RunDir = StateError, msg, "" }); uerr != nil {
-			m.log.Error("record boot failure", "instance", e.meta.ID, "err", uerr)
+			m.log.Error("record boot failure", "instance", e.id, "err", uerr)
 		}
 		return err
 	}
@@ -534,13 +545,13 @@ func (m *Manager) setVM(e *entry, vm vmhost.VM) {
 
 // Stop ends a running instance's VM without saving its memory.
 func (m *Manager) Stop(ctx context.Context, id string) (Instance, error) {
-	e, done, err := m.begin(id, "stop")
+	e, in, done, err := m.begin(id, "stop")
 	if err != nil {
 		return Instance{}, err
 	}
 	defer done()
-	if e.meta.State != StateRunning {
-		return m.current(e), invalidState("stop", &e.meta, StateRunning)
+	if in.State != StateRunning {
+		return in, invalidState("stop", &in, StateRunning)
 	}
 	sctx, cancel := context.WithTimeout(ctx, m.cfg.StopTimeout)
 	defer cancel()
@@ -549,7 +560,7 @@ func (m *Manager) Stop(ctx context.Context, id string) (Instance, error) {
 			return m.current(e), fmt.Errorf("stop instance %s: %w", id, err)
 		}
 	}
-	run := e.meta.RunDir
+	run := in.RunDir
 	if err := m.update(e, func(in *Instance) { in.State, in.RunDir, in.AgentSocket = StateStopped, "", "" }); err != nil {
 		return m.current(e), err
 	}
@@ -567,15 +578,15 @@ func (m *Manager) Stop(ctx context.Context, id string) (Instance, error) {
 // removed. Committed snapshots in central storage stay (the server's
 // catalog owns them).
 func (m *Manager) Delete(ctx context.Context, id string) error {
-	e, done, err := m.begin(id, "delete")
+	e, in, done, err := m.begin(id, "delete")
 	if err != nil {
 		return err
 	}
 	defer done()
-	if e.meta.State == StateCreating {
-		return invalidState("delete", &e.meta, StateRunning, StateStandby, StateStopped, StateError)
+	if in.State == StateCreating {
+		return invalidState("delete", &in, StateRunning, StateStandby, StateStopped, StateError)
 	}
-	if s := e.meta.Snapshot; s != nil {
+	if s := in.Snapshot; s != nil {
 		if m.stopJob(ctx, s.ID, errDeleted) {
 			m.met.preempted("delete")
 		}
@@ -586,7 +597,8 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if err := m.update(e, func(in *Instance) { in.State = StateDeleted }); err != nil {
 		return err
 	}
-	if err := m.purge(&e.meta); err != nil {
+	gone := m.current(e) // no job runs any more: this is final
+	if err := m.purge(&gone); err != nil {
 		m.log.Warn("delete leftovers", "instance", id, "err", err)
 	}
 	m.mu.Lock()

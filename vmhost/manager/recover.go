@@ -33,6 +33,9 @@ func (m *Manager) recover(ctx context.Context) error {
 	for _, err := range bad {
 		m.log.Error("skipping unreadable job", "err", err)
 	}
+	m.mu.Lock()
+	m.recovering = true
+	m.mu.Unlock()
 	byID := map[string]*Job{}
 	for _, j := range jobs {
 		byID[j.ID] = j
@@ -44,20 +47,34 @@ func (m *Manager) recover(ctx context.Context) error {
 			}
 			continue
 		}
-		e := &entry{meta: *in}
+		e := &entry{id: in.ID, meta: *in}
+		m.mu.Lock()
 		m.insts[in.ID] = e
+		m.mu.Unlock()
 		m.recoverInstance(ctx, e, byID)
 	}
 	// Jobs no instance claimed belong to deleted or restored snapshots.
 	m.mu.Lock()
+	claimed := map[string]bool{}
+	for _, j := range m.held {
+		claimed[j.ID] = true
+	}
 	for id := range byID {
-		if m.jobs[id] == nil {
+		if !claimed[id] {
 			m.dirs.removeJob(id)
 		}
 	}
 	m.mu.Unlock()
 	m.sweep(ctx)
-	m.log.Info("manager open", "data_dir", m.cfg.DataDir, "instances", len(m.insts), "jobs", len(m.jobs))
+	m.mu.Lock()
+	m.recovering = false
+	for _, j := range m.held {
+		m.startJobLocked(j)
+	}
+	m.held = nil
+	ninst, njobs := len(m.insts), len(m.jobs)
+	m.mu.Unlock()
+	m.log.Info("manager open", "data_dir", m.cfg.DataDir, "instances", ninst, "jobs", njobs)
 	return nil
 }
 
@@ -191,7 +208,7 @@ func (m *Manager) recoverStandby(ctx context.Context, e *entry, jobs map[string]
 		}
 		log.Info("upload job resumed", "job", j.ID, "attempts", j.Attempts)
 		m.mu.Lock()
-		m.startJobLocked(j) // j belongs to the job from here on
+		m.startJobLocked(j) // held until the walk ends; j belongs to the job then
 		m.mu.Unlock()
 	case s.Local && s.Storage == StorageCentral && !m.cfg.KeepLocalAfterCommit:
 		m.mu.Lock()

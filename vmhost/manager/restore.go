@@ -25,17 +25,17 @@ import (
 // first, then the store) into fresh files. On failure before the guest
 // ran, the instance stays on standby with its snapshot intact.
 func (m *Manager) Restore(ctx context.Context, id string) (Instance, error) {
-	e, done, err := m.begin(id, "restore")
+	e, in, done, err := m.begin(id, "restore")
 	if err != nil {
 		return Instance{}, err
 	}
 	defer done()
-	if e.meta.State != StateStandby || e.meta.Snapshot == nil {
-		return m.current(e), invalidState("restore", &e.meta, StateStandby)
+	if in.State != StateStandby || in.Snapshot == nil {
+		return in, invalidState("restore", &in, StateStandby)
 	}
-	sid := e.meta.Snapshot.ID
+	sid := in.Snapshot.ID
 	var stopped *Job
-	if e.meta.Snapshot.Local {
+	if in.Snapshot.Local {
 		stopped = m.preempt(ctx, sid, "restore")
 	}
 	m.mu.Lock()
@@ -166,7 +166,7 @@ func (m *Manager) running(in *Instance, vm vmhost.VM, run string) {
 // failed puts e in StateError (after a guest was lost).
 func (m *Manager) failed(e *entry, msg string) {
 	if err := m.update(e, func(in *Instance) { in.State, in.Error, in.RunDir, in.AgentSocket = StateError, msg, "", "" }); err != nil {
-		m.log.Error("record failure", "instance", e.meta.ID, "err", err)
+		m.log.Error("record failure", "instance", e.id, "err", err)
 	}
 }
 
@@ -341,10 +341,11 @@ func (m *Manager) createFromCentral(ctx context.Context, man *snapshot.Manifest,
 // ran: there is nothing to show for it.
 func (m *Manager) unreserve(e *entry) {
 	m.mu.Lock()
-	delete(m.insts, e.meta.ID)
+	delete(m.insts, e.id)
+	gone := e.meta.clone()
 	m.mu.Unlock()
-	if err := m.purge(&e.meta); err != nil {
-		m.log.Warn("remove failed instance", "instance", e.meta.ID, "err", err)
+	if err := m.purge(&gone); err != nil {
+		m.log.Warn("remove failed instance", "instance", e.id, "err", err)
 	}
 }
 

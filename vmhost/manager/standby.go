@@ -36,13 +36,13 @@ func (m *Manager) Standby(ctx context.Context, id string, override *compression.
 		return Instance{}, fmt.Errorf("standby instance %s: %w", id, err)
 	}
 
-	e, done, err := m.begin(id, "standby")
+	e, in, done, err := m.begin(id, "standby")
 	if err != nil {
 		return Instance{}, err
 	}
 	defer done()
-	if e.meta.State != StateRunning || e.vm == nil {
-		return m.current(e), invalidState("standby", &e.meta, StateRunning)
+	if in.State != StateRunning || e.vm == nil {
+		return in, invalidState("standby", &in, StateRunning)
 	}
 	sid := newID("s")
 	dir := m.dirs.snapshotDir(sid)
@@ -81,14 +81,14 @@ func (m *Manager) Standby(ctx context.Context, id string, override *compression.
 func (m *Manager) parked(e *entry, sid string, setting compression.Setting, created time.Time) error {
 	now := time.Now().UTC()
 	j := &Job{
-		ID: sid, Kind: JobKindUpload, InstanceID: e.meta.ID,
+		ID: sid, Kind: JobKindUpload, InstanceID: e.id,
 		Algorithm: string(setting.Algorithm), Level: setting.Level,
 		State: JobQueued, Created: now, Updated: now,
 	}
 	if err := m.dirs.saveJob(j); err != nil {
 		return err
 	}
-	run := e.meta.RunDir
+	run := m.current(e).RunDir
 	if err := m.update(e, func(in *Instance) {
 		in.State, in.Pending, in.RunDir, in.AgentSocket = StateStandby, "", "", ""
 		in.Snapshot = &SnapshotRef{
@@ -103,7 +103,7 @@ func (m *Manager) parked(e *entry, sid string, setting compression.Setting, crea
 	m.startJobLocked(j)
 	m.mu.Unlock()
 	if err := removeAll(run); err != nil {
-		m.log.Warn("remove runtime dir", "instance", e.meta.ID, "err", err)
+		m.log.Warn("remove runtime dir", "instance", e.id, "err", err)
 	}
 	return nil
 }
