@@ -42,7 +42,7 @@ func runChunker(ctx context.Context, args []string) error {
 	fs.Var(&size, "size", "input size when the input file is generated (1GiB, 256MiB, or bytes)")
 	zero := fs.Float64("zero", 0.6, "fraction of zero pages when the input file is generated")
 	input := fs.String("input", "", "input file: reused as is if it exists, else generated there (default: a file in the temp dir named after -size and -zero)")
-	runs := fs.Int("runs", 3, "measure every row this many times and report the median wall time")
+	runs := fs.Int("runs", 3, "rounds: measure every row this many times, interleaved, and report medians and spreads")
 	workers := fs.Int("workers", 0, "hangar chunker workers (0 = GOMAXPROCS)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -92,24 +92,22 @@ func runChunker(ctx context.Context, args []string) error {
 		{name: "zstd -1 -T0", run: external("zstd", "-1", "-T0", "-q", "-f", "{in}", "-o", "{out}")},
 		{name: "lz4 -1", run: external("lz4", "-1", "-q", "-f", "{in}", "{out}")},
 	}
-	fmt.Printf("input %s: %d bytes (%.0f%% zero pages when generated), %d CPUs, GOMAXPROCS %d, hangar workers %d, %s, median of %d runs\n",
+	fmt.Printf("input %s: %d bytes (%.0f%% zero pages when generated), %d CPUs, GOMAXPROCS %d, hangar workers %d, %s, %d rounds\n",
 		path, n, *zero*100, runtime.NumCPU(), runtime.GOMAXPROCS(0), w, toolVersions(), *runs)
 	// Rounds go over every row in turn, so that a burst of load from other
-	// processes on a shared machine hits all rows alike rather than one.
-	all := make([][]result, len(rows))
+	// processes on a shared machine hits all rows alike rather than one;
+	// speed ratios are then taken within each round (paired) and their
+	// spread reported, which says more than a ratio of two medians.
 	load0 := loadAvg()
-	for range *runs {
-		for i, r := range rows {
-			res, err := measure(ctx, r.run, path)
+	for round := range *runs {
+		for i := range rows {
+			res, err := measure(ctx, rows[i].run, path)
 			if err != nil {
-				return fmt.Errorf("%s: %w", r.name, err)
+				return fmt.Errorf("%s: %w", rows[i].name, err)
 			}
-			all[i] = append(all[i], res)
+			rows[i].all = append(rows[i].all, res)
 		}
-	}
-	for i := range rows {
-		slices.SortFunc(all[i], func(a, b result) int { return int(a.wall - b.wall) })
-		rows[i].res = all[i][len(all[i])/2]
+		fmt.Printf("round %d: load %s, CPU pressure %s\n", round+1, loadAvg(), cpuPressure())
 	}
 	printTable(os.Stdout, rows, n)
 	fmt.Printf("load average before: %s, after: %s; CPU pressure now: %s\n", load0, loadAvg(), cpuPressure())
@@ -148,7 +146,45 @@ func loadAvg() string {
 type benchRow struct {
 	name string
 	run  func(ctx context.Context, in, out string) (result, error)
-	res  result
+	all  []result // one per round, in round order
+}
+
+// median is the row's result with the median wall time.
+func (r benchRow) median() result {
+	s := slices.Clone(r.all)
+	slices.SortFunc(s, func(a, b result) int { return int(a.wall - b.wall) })
+	return s[len(s)/2]
+}
+
+// medianCPU is the median of the row's CPU times (its own median, not the
+// CPU time of the median-wall round: CPU time varies less with load).
+func (r benchRow) medianCPU() time.Duration {
+	c := make([]time.Duration, len(r.all))
+	for i, x := range r.all {
+		c[i] = x.cpu
+	}
+	slices.Sort(c)
+	return c[len(c)/2]
+}
+
+// spread is the row's fastest and slowest wall time.
+func (r benchRow) spread() (lo, hi time.Duration) {
+	lo, hi = r.all[0].wall, r.all[0].wall
+	for _, x := range r.all[1:] {
+		lo, hi = min(lo, x.wall), max(hi, x.wall)
+	}
+	return lo, hi
+}
+
+// pairedSpeedup is base's wall time over r's, round by round: the median,
+// lowest and highest of those ratios.
+func pairedSpeedup(r, base benchRow) (med, lo, hi float64) {
+	q := make([]float64, len(r.all))
+	for i := range r.all {
+		q[i] = base.all[i].wall.Seconds() / r.all[i].wall.Seconds()
+	}
+	slices.Sort(q)
+	return q[len(q)/2], q[0], q[len(q)-1]
 }
 
 type result struct {
@@ -284,41 +320,46 @@ func external(name string, args ...string) func(ctx context.Context, in, out str
 }
 
 func printTable(w io.Writer, rows []benchRow, in int64) {
-	byName := map[string]result{}
+	byName := map[string]benchRow{}
 	for _, r := range rows {
-		byName[r.name] = r.res
+		byName[r.name] = r
 	}
 	base := byName["zstd -1"]
+	gib := float64(in) / (1 << 30)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "tool\tMB/s\twall s\tCPU s\tMB/CPU-s\toutput bytes\tout/in\tspeed vs zstd -1\t")
+	fmt.Fprintln(tw, "tool\tMB/s\twall s\twall s min-max\tCPU s\tCPU s/GiB\toutput bytes\tout/in\tvs zstd -1 (paired: median, min-max)\t")
 	for _, r := range rows {
-		mbps := float64(in) / r.res.wall.Seconds() / 1e6
+		m := r.median()
+		cpu := r.medianCPU()
+		lo, hi := r.spread()
 		outCol, ratio := "-", "-"
-		if r.res.out >= 0 {
-			outCol = fmt.Sprint(r.res.out)
-			ratio = fmt.Sprintf("%.3f", float64(r.res.out)/float64(in))
+		if m.out >= 0 {
+			outCol = fmt.Sprint(m.out)
+			ratio = fmt.Sprintf("%.3f", float64(m.out)/float64(in))
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.2f\t%.0f\t%s\t%s\t%.2f×\t\n", r.name, mbps, r.res.wall.Seconds(), r.res.cpu.Seconds(),
-			float64(in)/r.res.cpu.Seconds()/1e6, outCol, ratio, base.wall.Seconds()/r.res.wall.Seconds())
+		med, qlo, qhi := pairedSpeedup(r, base)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.3f\t%.3f-%.3f\t%.2f\t%.2f\t%s\t%s\t%.2f× (%.2f-%.2f)\t\n", r.name,
+			float64(in)/m.wall.Seconds()/1e6, m.wall.Seconds(), lo.Seconds(), hi.Seconds(), cpu.Seconds(),
+			cpu.Seconds()/gib, outCol, ratio, med, qlo, qhi)
 	}
 	tw.Flush()
 	for _, r := range rows {
-		if r.res.note != "" {
-			fmt.Fprintf(w, "%s: %s\n", r.name, r.res.note)
+		if note := r.all[0].note; note != "" {
+			fmt.Fprintf(w, "%s: %s\n", r.name, note)
 		}
 	}
 	h := byName["hangar chunker zstd 1"]
-	zs := byName["hangar zero detection"]
+	zs := byName["hangar zero detection"].median()
 	fmt.Fprintf(w, "\nzero detection: %.1f GB/s incl. reads from page cache (target >= 5 GB/s)\n", float64(in)/zs.wall.Seconds()/1e9)
-	for _, ref := range []string{"zstd -1", "zstd -1 -T0"} {
+	for _, ref := range []string{"zstd -1", "zstd -1 --single-thread", "zstd -1 -T0"} {
 		b := byName[ref]
-		speed := b.wall.Seconds() / h.wall.Seconds()
-		size := float64(h.out)/float64(b.out) - 1
+		med, lo, hi := pairedSpeedup(h, b)
+		size := float64(h.median().out)/float64(b.median().out) - 1
 		verdict := ""
 		if ref == "zstd -1" {
-			verdict = fmt.Sprintf(" (target >= 1.20× and <= +10%%: %s)", passFail(speed >= 1.2 && size <= 0.10))
+			verdict = fmt.Sprintf(" (target >= 1.20× and <= +10%%: %s)", passFail(med >= 1.2 && size <= 0.10))
 		}
-		fmt.Fprintf(w, "hangar zstd 1 / %s: %.2f× throughput, output %+.1f%%%s\n", ref, speed, size*100, verdict)
+		fmt.Fprintf(w, "hangar zstd 1 / %s: %.2f× throughput (rounds %.2f-%.2f), output %+.1f%%%s\n", ref, med, lo, hi, size*100, verdict)
 	}
 }
 

@@ -510,6 +510,45 @@ func BenchmarkChunker(b *testing.B) {
 	}
 }
 
+// BenchmarkWorkerStages splits one worker's work on a non-hole chunk into
+// its stages, on one goroutine: the per-core floor of the chunker. SHA-256
+// (the chunk id, DESIGN §3) runs at the SHA-NI hardware rate and zstd level 1
+// at klauspost/compress's fastest strategy; "cpu-s/GiB" is the CPU time of
+// the benchmark's thread per GiB of raw input (what N workers divide by N
+// at best), steadier than MB/s when other processes load the machine.
+// docs/benchmarks.md explains what was tried to lower it.
+func BenchmarkWorkerStages(b *testing.B) {
+	raw := benchChunk()
+	codec, err := compression.New(compression.Zstd, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := make([]byte, 0, 2*len(raw))
+	for _, s := range []struct {
+		name string
+		fn   func()
+	}{
+		{"sha256", func() { Sum(raw) }},
+		{"zstd-1", func() { dst, _ = codec.Encode(dst[:0], raw) }},
+		{"sha256+zstd-1", func() { Sum(raw); dst, _ = codec.Encode(dst[:0], raw) }},
+	} {
+		b.Run(s.name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			s.fn() // warm up: the codec's pooled encoder is built on first use
+			b.SetBytes(int64(len(raw)))
+			cpu0, ok := threadCPU()
+			for b.Loop() {
+				s.fn()
+			}
+			if cpu1, ok1 := threadCPU(); ok && ok1 {
+				perByte := (cpu1 - cpu0).Seconds() / float64(b.N) / float64(len(raw))
+				b.ReportMetric(perByte*(1<<30), "cpu-s/GiB")
+			}
+		})
+	}
+}
+
 func benchSize(b *testing.B) int64 {
 	s := os.Getenv("HANGAR_BENCH_SIZE")
 	if s == "" {
