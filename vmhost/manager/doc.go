@@ -46,7 +46,9 @@
 //	<data>/i/<instance id>/instance.json  instance metadata (atomic writes)
 //	<data>/r/<8 hex>/                     a VM's runtime directory: sockets,
 //	                                      logs, live memory (short path:
-//	                                      unix sockets fit 107 bytes)
+//	                                      unix sockets fit 107 bytes); a
+//	                                      restore renames the snapshot (or
+//	                                      download) directory to it
 //	<data>/s/<snapshot id>/               a standby snapshot's raw files
 //	<data>/d/<8 hex>/                     a download in progress
 //	<data>/jobs/<snapshot id>.json        an active upload job

@@ -123,7 +123,7 @@ func TestRecoverInterruptedRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	im := testImage(t)
-	write := func(id, sid, run string, withInfo bool) {
+	write := func(id, sid, run string, withInfo bool) *Instance {
 		t.Helper()
 		if err := os.MkdirAll(run, 0o700); err != nil {
 			t.Fatal(err)
@@ -141,9 +141,17 @@ func TestRecoverInterruptedRestore(t *testing.T) {
 		if err := dirs.saveInstance(in); err != nil {
 			t.Fatal(err)
 		}
+		return in
 	}
 	write("intact", "s-intact", filepath.Join(data, runDir, "11111111"), true)
 	write("spent", "s-spent", filepath.Join(data, runDir, "22222222"), false)
+	// A standby whose files became durable (the VMM quit) just before the
+	// manager died: the metadata still says running, with the pending id.
+	half := write("half", "s-half", dirs.snapshotDir("s-half"), true)
+	half.State, half.RunDir, half.Snapshot, half.Pending = StateRunning, filepath.Join(data, runDir, "33333333"), nil, "s-half"
+	if err := dirs.saveInstance(half); err != nil {
+		t.Fatal(err)
+	}
 
 	h := newHost(t, "a", mem.New(), hostOpts{root: root})
 	in := h.waitStorage("intact", StorageCentral, time.Minute)
@@ -157,6 +165,10 @@ func TestRecoverInterruptedRestore(t *testing.T) {
 	var rec vmRecord
 	if err := json.Unmarshal(man.VM, &rec); err != nil || rec.InstanceID != "intact" || rec.MemoryMiB != 64 {
 		t.Fatalf("manifest vm record %s: %v", man.VM, err)
+	}
+	hs := h.waitStorage("half", StorageCentral, time.Minute)
+	if hs.State != StateStandby || hs.Pending != "" || hs.Snapshot.ID != "s-half" {
+		t.Fatalf("interrupted standby after recovery: %+v %+v", hs, hs.Snapshot)
 	}
 	spent, err := h.m.Get(ctx, "spent")
 	if err != nil || spent.State != StateError {

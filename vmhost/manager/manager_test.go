@@ -61,7 +61,8 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 		sid := st.Snapshot.ID
 		done := hop.from.waitStorage(id, StorageCentral, uploadTimeout)
 		t.Logf("hop %d: committed after %v: %+v", i, time.Since(start), *done.Snapshot.Totals)
-		if done.Snapshot.Local || done.Snapshot.Totals == nil || done.Snapshot.Totals.Raw < guestMiB<<20 {
+		if done.Snapshot.Local || done.Snapshot.Totals == nil || done.Snapshot.Totals.Raw < guestMiB<<20 ||
+			done.Snapshot.Progress.Total != done.Snapshot.Totals.Raw || done.Snapshot.Progress.Raw != done.Snapshot.Totals.Raw {
 			t.Fatalf("hop %d: committed snapshot %+v", i, done.Snapshot)
 		}
 		if _, err := os.Stat(hop.from.m.dirs.snapshotDir(sid)); !errors.Is(err, os.ErrNotExist) {
