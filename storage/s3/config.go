@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 
@@ -57,8 +58,28 @@ type Config struct {
 	// 1 .. 64, default 4.
 	PartConcurrency uint `json:"part_concurrency,omitempty"`
 
+	// UnsignedPayloadPrefixes lists key prefixes whose object bodies are
+	// sent as UNSIGNED-PAYLOAD. Default: none, every body is signed.
+	//
+	// Over plain HTTP minio-go signs every PUT body with a streaming
+	// SigV4 signature (a SHA-256 and an HMAC per 64 KiB) and the server
+	// verifies it: on MinIO beside the uploader that is a SHA-256 of every
+	// stored byte on each side. The request itself stays signed either
+	// way (who may write where is still checked); only the body's
+	// integrity is left to the caller. That is sound only for data the
+	// reader verifies end to end, such as content-addressed chunks whose
+	// key is the hash of their content ("chunks/" of storage/snapshot, which
+	// every read and verify check). Manifests, locks and anything else must
+	// keep signing. Over TLS minio-go already sends UNSIGNED-PAYLOAD (TLS
+	// protects the body), so the setting changes nothing there. A prefix
+	// matches the keys that start with it (before Prefix is prepended).
+	UnsignedPayloadPrefixes []string `json:"unsigned_payload_prefixes,omitempty"`
+
 	// Logger receives the store's logs; nil means slog.Default().
 	Logger *slog.Logger `json:"-"`
+
+	// transport, if set, replaces minio-go's HTTP transport (tests only).
+	transport http.RoundTripper
 }
 
 // WithDefaults returns c with every unset field given its default, reading
@@ -130,6 +151,13 @@ func (c Config) Validate() error {
 	}
 	if c.PartSize < MinPartSize || c.PartSize > MaxPartSize {
 		bad("part_size %d not in %d..%d", c.PartSize, MinPartSize, MaxPartSize)
+	}
+	for _, p := range c.UnsignedPayloadPrefixes {
+		if p == "" {
+			bad("unsigned_payload_prefixes: an empty prefix would leave every body unsigned, manifests included")
+		} else if err := storage.ValidatePrefix(p); err != nil {
+			bad("unsigned_payload_prefixes: %v", err)
+		}
 	}
 	if c.PartConcurrency > MaxPartConcurrency {
 		bad("part_concurrency %d not in 1..%d", c.PartConcurrency, MaxPartConcurrency)

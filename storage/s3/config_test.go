@@ -54,6 +54,9 @@ func TestValidate(t *testing.T) {
 		{"no credentials", func(c *Config) { c.AccessKey, c.SecretKey = "", "" }, "credentials"},
 		{"no access key", func(c *Config) { c.AccessKey = "" }, "access_key"},
 		{"part too big", func(c *Config) { c.PartSize = MaxPartSize + 1 }, "part_size"},
+		{"unsigned chunks", func(c *Config) { c.UnsignedPayloadPrefixes = []string{"chunks/"} }, ""},
+		{"unsigned everything", func(c *Config) { c.UnsignedPayloadPrefixes = []string{"chunks/", ""} }, "unsigned_payload_prefixes"},
+		{"unsigned bad prefix", func(c *Config) { c.UnsignedPayloadPrefixes = []string{"../x"} }, "unsigned_payload_prefixes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,12 @@
 // unknown-size path (which buffers 16 MiB .. 5 GiB per part in memory) is
 // never taken.
 //
+// Bodies are signed (SigV4; over plain HTTP, minio-go's streaming
+// signature) except under Config.UnsignedPayloadPrefixes, which are sent as
+// UNSIGNED-PAYLOAD: meant for content-addressed data that readers verify
+// against its key, where the signature only costs a SHA-256 of every byte
+// on the client and again on the server.
+//
 // Create is one PUT with "If-None-Match: *" (minio-go's
 // PutObjectOptions.SetMatchETagExcept("*")). The server answers 412
 // PreconditionFailed when the key exists, which becomes

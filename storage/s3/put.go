@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // Put implements storage.Putter. S3 makes a PUT (or a completed multi-part
@@ -43,6 +44,7 @@ func (s *Store) put(ctx context.Context, op, key string, r io.ReadSeeker, size i
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	}
 	opts := s.putOpts // a copy: the custom header below must not leak into Put
+	opts.DisableContentSha256 = s.unsignedKey(key)
 	if ifAbsent {
 		if size > MaxCreateSize {
 			return fmt.Errorf("%s %s: %d bytes is more than a conditional create can write (%d)", op, key, size, MaxCreateSize)
@@ -70,4 +72,15 @@ func section(r io.ReadSeeker, size int64) (io.Reader, error) {
 		return nil, err
 	}
 	return io.NewSectionReader(ra, pos, size), nil
+}
+
+// unsignedKey reports whether key's body is sent as UNSIGNED-PAYLOAD
+// (Config.UnsignedPayloadPrefixes).
+func (s *Store) unsignedKey(key string) bool {
+	for _, p := range s.unsigned {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
 }

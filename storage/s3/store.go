@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -18,7 +19,10 @@ type Store struct {
 	bucket  string
 	prefix  string // "" or "<Config.Prefix>/"
 	putOpts minio.PutObjectOptions
-	log     *slog.Logger
+	// unsigned lists the key prefixes sent as UNSIGNED-PAYLOAD
+	// (Config.UnsignedPayloadPrefixes).
+	unsigned []string
+	log      *slog.Logger
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -38,6 +42,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		// No retries inside the SDK: storage/retry is the one place for
 		// retry policy (see doc.go).
 		MaxRetries: 1,
+		Transport:  cfg.transport,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("s3 %s: %w", cfg.Endpoint, err)
@@ -52,7 +57,8 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			PartSize:    cfg.PartSize,
 			NumThreads:  cfg.PartConcurrency,
 		},
-		log: cfg.Logger.With("component", "storage/s3", "endpoint", cfg.Endpoint, "bucket", cfg.Bucket),
+		unsigned: slices.Clone(cfg.UnsignedPayloadPrefixes),
+		log:      cfg.Logger.With("component", "storage/s3", "endpoint", cfg.Endpoint, "bucket", cfg.Bucket),
 	}
 	if err := s.ensureBucket(ctx, cfg.CreateBucket, cfg.Region); err != nil {
 		return nil, err

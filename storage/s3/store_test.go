@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -290,5 +292,83 @@ func TestCreateTooLarge(t *testing.T) {
 	}
 	if err := s.Put(ctxT(t), "neg", untouchable{t}, -1); err == nil {
 		t.Fatal("Put with size -1 succeeded")
+	}
+}
+
+// payloadRecorder records the X-Amz-Content-Sha256 header of every PUT by
+// object path.
+type payloadRecorder struct {
+	mu   sync.Mutex
+	seen map[string]string
+}
+
+func (p *payloadRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut {
+		p.mu.Lock()
+		p.seen[req.URL.Path] = req.Header.Get("X-Amz-Content-Sha256")
+		p.mu.Unlock()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestUnsignedPayloadPrefixes: keys under an unsigned prefix go up as
+// UNSIGNED-PAYLOAD, every other key keeps its signed body, whether by Put
+// or Create, single PUT or multi-part; all read back intact.
+func TestUnsignedPayloadPrefixes(t *testing.T) {
+	srv := miniotest.Shared(t)
+	cfg := configFor(srv, srv.NewBucket(t))
+	cfg.Prefix = "tenant"
+	cfg.UnsignedPayloadPrefixes = []string{"chunks/"}
+	rec := &payloadRecorder{seen: make(map[string]string)}
+	cfg.transport = rec
+	s := open(t, cfg)
+
+	small := make([]byte, 100<<10)
+	memtest.Fill(small, 1, 0.5)
+	big := make([]byte, 2*MinPartSize+1) // multi-part through Put
+	memtest.Fill(big, 2, 0.5)
+	tests := []struct {
+		key      string
+		create   bool
+		body     []byte
+		unsigned bool
+	}{
+		{"chunks/ab/chunk", true, small, true},
+		{"chunks/big", false, big, true},
+		{"snapshots/x/manifest.json", true, small, false},
+		{"locks/upload-x.json", false, small, false},
+		{"chunksnot/y", false, small, false},
+	}
+	for _, tc := range tests {
+		var err error
+		if tc.create {
+			err = s.Create(ctxT(t), tc.key, bytes.NewReader(tc.body), int64(len(tc.body)))
+		} else {
+			err = s.Put(ctxT(t), tc.key, bytes.NewReader(tc.body), int64(len(tc.body)))
+		}
+		if err != nil {
+			t.Fatalf("write %s: %v", tc.key, err)
+		}
+		if got := readAll(t, s, tc.key, 0, -1); !bytes.Equal(got, tc.body) {
+			t.Fatalf("%s read back differs", tc.key)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, tc := range tests {
+		var headers []string
+		for path, h := range rec.seen {
+			if strings.HasSuffix(path, "/tenant/"+tc.key) {
+				headers = append(headers, h)
+			}
+		}
+		if len(headers) == 0 {
+			t.Errorf("%s: no PUT seen", tc.key)
+		}
+		for _, h := range headers {
+			if isUnsigned := h == "UNSIGNED-PAYLOAD"; isUnsigned != tc.unsigned || h == "" {
+				t.Errorf("%s: X-Amz-Content-Sha256 %q, want unsigned=%v", tc.key, h, tc.unsigned)
+			}
+		}
 	}
 }

@@ -1,0 +1,71 @@
+package snapshot
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestWriteSparse: writeSparse restores every byte and leaves each all-zero
+// page unwritten (a hole), whatever the pattern of zero and data pages and
+// however the chunk ends.
+func TestWriteSparse(t *testing.T) {
+	const pg = sparsePage
+	data := func(n int) []byte { return bytes.Repeat([]byte{0xa5}, n) }
+	zero := func(n int) []byte { return make([]byte, n) }
+	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+	tests := []struct {
+		name  string
+		raw   []byte
+		holes []int // page indexes that must stay holes
+	}{
+		{"all data", data(4 * pg), nil},
+		{"all zero", zero(4 * pg), []int{0, 1, 2, 3}},
+		{"alternating", cat(data(pg), zero(pg), data(pg), zero(pg)), []int{1, 3}},
+		{"zero run inside", cat(data(pg), zero(2*pg), data(pg)), []int{1, 2}},
+		{"one byte in a zero page", cat(zero(pg), zero(100), []byte{1}, zero(pg-101)), []int{0}},
+		{"short last page with data", cat(zero(pg), data(100)), []int{0}},
+		{"short last page all zero", cat(data(pg), zero(100)), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			const at = 3 * pg // the chunk sits at an offset, as in a file
+			f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := f.Truncate(at + int64(len(tc.raw)) + pg); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeSparse(f, tc.raw, at); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(tc.raw))
+			if _, err := f.ReadAt(got, at); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tc.raw) {
+				t.Fatal("read back differs")
+			}
+			for _, p := range tc.holes {
+				off := int64(at + p*pg)
+				next, err := unix.Seek(int(f.Fd()), off, unix.SEEK_DATA)
+				if errors.Is(err, syscall.ENXIO) { // no data at or after off
+					continue
+				}
+				if err != nil {
+					t.Skipf("SEEK_DATA unsupported here: %v", err)
+				}
+				if next == off {
+					t.Errorf("page %d was written; want a hole", p)
+				}
+			}
+		})
+	}
+}
