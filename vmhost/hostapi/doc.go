@@ -28,12 +28,11 @@
 // snapshot answers 200; a restore of an instance already Running answers
 // 200.
 //
-// Known gap: the manager chooses standby snapshot ids itself
-// (manager.Standby takes no id), so a standby answers the manager's
-// snapshot id, not the server's snapshot_id; a retry with the server's id
-// is recognised only by the process that served the first call. The fix
-// is a snapshot id parameter on manager.Standby, after which the
-// server's id is the snapshot's id everywhere.
+// The server's snapshot id is the snapshot's id everywhere: the manager
+// writes the standby (and named) snapshot under it, and the compression
+// the server resolved is applied as is (manager.StandbyOptions). Retries
+// are recognised from the instance's persisted metadata (its snapshot,
+// and the snapshot it was restored from), so also by a restarted daemon.
 //
 // Long operations (create, standby, restore, fork, delete) are not
 // cancelled when the caller hangs up, since a half-done boot helps nobody

@@ -15,15 +15,15 @@ import (
 // the tests against the real manager (real_test.go). Its state machine is
 // the manager's in miniature; err, when set, is returned by the next call.
 type fakeManager struct {
-	mu      sync.Mutex
-	insts   map[string]manager.Instance
-	jobs    []manager.Job
-	next    error // returned once by the next mutating call
-	creates int
-	deletes int
-	lastPol *compression.Policy
-	digest  string
-	bootFor time.Duration // Create waits this long in StateCreating
+	mu       sync.Mutex
+	insts    map[string]manager.Instance
+	jobs     []manager.Job
+	next     error // returned once by the next mutating call
+	creates  int
+	deletes  int
+	lastOpts *manager.StandbyOptions // the last standby call's options
+	digest   string
+	bootFor  time.Duration // Create waits this long in StateCreating
 }
 
 func newFake(digest string) *fakeManager {
@@ -86,10 +86,10 @@ func (f *fakeManager) List(context.Context) ([]manager.Instance, error) {
 	return out, nil
 }
 
-func (f *fakeManager) Standby(_ context.Context, id string, override *compression.Policy) (manager.Instance, error) {
+func (f *fakeManager) Standby(_ context.Context, id string, opts manager.StandbyOptions) (manager.Instance, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.lastPol = override
+	f.lastOpts = &opts
 	if err := f.takeErr(); err != nil {
 		return manager.Instance{}, err
 	}
@@ -97,15 +97,25 @@ func (f *fakeManager) Standby(_ context.Context, id string, override *compressio
 	if !ok {
 		return manager.Instance{}, fmt.Errorf("standby: instance %s: %w", id, manager.ErrNotFound)
 	}
+	sid := opts.SnapshotID
+	if sid == "" {
+		sid = "s-" + id
+	}
+	if in.State == manager.StateStandby && in.Snapshot != nil && in.Snapshot.ID == sid {
+		return in, nil
+	}
 	if in.State != manager.StateRunning {
 		return in, fmt.Errorf("standby instance %s: %w: it is %s", id, manager.ErrInvalidState, in.State)
 	}
-	set, err := compression.Resolve(override, nil, nil)
+	set, err := compression.Resolve(opts.Override, nil, nil)
+	if opts.Compression != nil {
+		set, err = *opts.Compression, nil
+	}
 	if err != nil {
 		return in, err
 	}
 	in.State = manager.StateStandby
-	in.Snapshot = &manager.SnapshotRef{ID: "s-" + id, Kind: manager.KindStandby, Storage: manager.StorageLocal, Local: true, Compression: set.String(), Created: time.Now().UTC()}
+	in.Snapshot = &manager.SnapshotRef{ID: sid, Kind: manager.KindStandby, Storage: manager.StorageLocal, Local: true, Compression: set.String(), Created: time.Now().UTC()}
 	f.insts[id] = in
 	return in, nil
 }
@@ -120,7 +130,7 @@ func (f *fakeManager) Restore(_ context.Context, id string) (manager.Instance, e
 	if in.State != manager.StateStandby {
 		return in, fmt.Errorf("restore instance %s: %w", id, manager.ErrInvalidState)
 	}
-	in.State, in.Snapshot = manager.StateRunning, nil
+	in.State, in.RestoredFrom, in.Snapshot = manager.StateRunning, in.Snapshot.ID, nil
 	f.insts[id] = in
 	return in, nil
 }

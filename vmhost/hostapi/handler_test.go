@@ -212,24 +212,24 @@ func TestCompressionValidation(t *testing.T) {
 		name string
 		comp api.AppliedCompression
 		want *api.Error
-		pol  *compression.Policy // what the manager must receive, nil: not called
+		set  *compression.Setting // what the manager must receive, nil: not called
 	}{
 		{"zstd level too high", api.AppliedCompression{Algorithm: "zstd", Level: 25}, api.ErrInvalidSnapshotCompression, nil},
 		{"lz4 level negative", api.AppliedCompression{Algorithm: "lz4", Level: -1}, api.ErrInvalidSnapshotCompression, nil},
 		{"unknown algorithm", api.AppliedCompression{Algorithm: "brotli", Level: 1}, api.ErrInvalidSnapshotCompression, nil},
-		{"none", api.AppliedCompression{Algorithm: "none"}, nil, &compression.Policy{Enabled: ptr(false)}},
+		{"none", api.AppliedCompression{Algorithm: "none"}, nil, &compression.Setting{Algorithm: compression.None}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f.mu.Lock()
-			f.lastPol = nil
+			f.lastOpts = nil
 			f.mu.Unlock()
 			r, err := c.StandbyHostInstanceWithResponse(ctx, "i-1", hostapi.StandbyRequest{SnapshotId: "s-i-1", Compression: tt.comp})
 			if err != nil {
 				t.Fatal(err)
 			}
 			f.mu.Lock()
-			got := f.lastPol
+			got := f.lastOpts
 			f.mu.Unlock()
 			if tt.want != nil {
 				wantCode(t, tt.name, r.StatusCode(), r.Body, tt.want)
@@ -245,8 +245,10 @@ func TestCompressionValidation(t *testing.T) {
 			if r.JSON200 == nil || r.JSON200.Snapshot.Compression == nil || r.JSON200.Snapshot.Compression.Algorithm != api.AlgorithmNone {
 				t.Fatalf("standby: %d %s", r.StatusCode(), r.Body)
 			}
-			if got == nil || got.Enabled == nil || *got.Enabled {
-				t.Errorf("manager policy %+v", got)
+			// The server resolved the precedence: the manager gets the
+			// setting to apply as is, and the server's snapshot id.
+			if got == nil || got.Compression == nil || *got.Compression != *tt.set || got.Override != nil || got.SnapshotID != "s-i-1" {
+				t.Errorf("manager options %+v", got)
 			}
 		})
 	}
@@ -396,9 +398,9 @@ func TestStandbyRestoreForkFlow(t *testing.T) {
 	}
 	wantCode(t, "create beyond capacity", r.StatusCode(), r.Body, api.ErrNoCapacity)
 
-	// The server's snapshot id differs from the one the manager picks
-	// ("s-i-1"): a retry with the server's id is still recognised.
-	req := hostapi.StandbyRequest{SnapshotId: "s-server-1", Compression: api.AppliedCompression{Algorithm: "zstd", Level: 3}}
+	// The server's snapshot id is the snapshot's id; a retry with it is
+	// recognised.
+	req := hostapi.StandbyRequest{SnapshotId: "s-i-1", Compression: api.AppliedCompression{Algorithm: "zstd", Level: 3}}
 	for i := range 2 {
 		sr, err := c.StandbyHostInstanceWithResponse(ctx, "i-1", req)
 		if err != nil || sr.JSON200 == nil {
@@ -456,6 +458,15 @@ func TestStandbyRestoreForkFlow(t *testing.T) {
 			t.Fatalf("restore %d: %v %s", i, err, rr.Body)
 		}
 	}
+	// A new server process over the same manager state (a restarted
+	// daemon) still recognises the retried restore: the manager's
+	// metadata says which snapshot the VM was resumed from.
+	_, _, c2 := serve(t, f, Options{Capacity: api.Resources{MemoryMib: 300, Vcpus: 4}})
+	if rr, err := c2.RestoreHostInstanceWithResponse(ctx, "i-1", hostapi.RestoreRequest{SnapshotId: "s-i-1", Spec: spec}); err != nil || rr.JSON200 == nil {
+		t.Fatalf("restore retried after a restart: %v %d %s", err, rr.StatusCode(), rr.Body)
+	}
+	rr, _ = c2.RestoreHostInstanceWithResponse(ctx, "i-1", hostapi.RestoreRequest{SnapshotId: "s-other", Spec: spec})
+	wantCode(t, "restore of a running instance from another snapshot", rr.StatusCode(), rr.Body, api.ErrInvalidState)
 	rr, _ = c.RestoreHostInstanceWithResponse(ctx, "i-9", hostapi.RestoreRequest{SnapshotId: "s-gone", Spec: spec})
 	wantCode(t, "restore of an unknown snapshot", rr.StatusCode(), rr.Body, api.ErrNotFound)
 	cs, _ := c.CreateHostSnapshotWithResponse(ctx, "i-1", hostapi.SnapshotRequest{SnapshotId: "s-n", Name: "n", Kind: api.SnapshotKindStandby})

@@ -190,17 +190,30 @@ func (s *Server) DeleteHostInstance(ctx context.Context, req hostapi.DeleteHostI
 	return hostapi.DeleteHostInstance204Response{}, nil
 }
 
-// standbyPolicy turns the compression the server resolved into the
-// request level of the manager's precedence: it wins over the rest.
-func standbyPolicy(c api.AppliedCompression) *compression.Policy {
+// resolvedSetting checks the compression the server resolved and returns
+// it as the setting the manager applies as is: the precedence was
+// resolved by the server, and is not resolved again here. A bad one is a
+// *compression.ValidationError naming the request's fields.
+func resolvedSetting(c api.AppliedCompression) (compression.Setting, error) {
+	p := &compression.Policy{Algorithm: string(c.Algorithm), Level: ptr(c.Level)}
 	if c.Algorithm == api.AlgorithmNone {
-		return &compression.Policy{Enabled: ptr(false)}
+		p = &compression.Policy{Enabled: ptr(false)}
 	}
-	return &compression.Policy{Algorithm: string(c.Algorithm), Level: ptr(c.Level)}
+	if err := p.Validate(); err != nil {
+		var ve *compression.ValidationError
+		if errors.As(err, &ve) {
+			ve.Source = compression.SourceRequest
+		}
+		return compression.Setting{}, err
+	}
+	return compression.Resolve(p, nil, nil)
 }
 
-// StandbyHostInstance parks a running instance. A retry for an instance
-// already on standby with the asked snapshot answers its current state.
+// StandbyHostInstance parks a running instance into the server's snapshot
+// id with the server's resolved compression. A retry for an instance
+// already on standby with the asked snapshot answers its current state;
+// the manager recognises it from the instance's persisted metadata, so
+// also after a daemon restart.
 func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHostInstanceRequestObject) (hostapi.StandbyHostInstanceResponseObject, error) {
 	if err := api.ValidateID("instance", req.Id); err != nil {
 		return nil, err
@@ -208,12 +221,8 @@ func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHos
 	if err := api.ValidateID("snapshot", req.Body.SnapshotId); err != nil {
 		return nil, err
 	}
-	pol := standbyPolicy(req.Body.Compression)
-	if err := pol.Validate(); err != nil {
-		var ve *compression.ValidationError
-		if errors.As(err, &ve) {
-			ve.Source = compression.SourceRequest
-		}
+	setting, err := resolvedSetting(req.Body.Compression)
+	if err != nil {
 		return nil, fmt.Errorf("standby instance %s: compression: %w", req.Id, err)
 	}
 	in, err := s.m.Get(ctx, req.Id)
@@ -226,15 +235,10 @@ func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHos
 			return nil, err
 		}
 		defer done()
-		if in, err = s.m.Standby(op, req.Id, pol); err != nil {
+		if in, err = s.m.Standby(op, req.Id, manager.StandbyOptions{SnapshotID: req.Body.SnapshotId, Compression: &setting}); err != nil {
 			return nil, err
 		}
-		if in.Snapshot != nil {
-			s.mu.Lock()
-			s.standbys[req.Body.SnapshotId] = in.Snapshot.ID
-			s.mu.Unlock()
-		}
-	} else if in.Snapshot == nil || !s.sameStandby(in.Snapshot.ID, req.Body.SnapshotId) {
+	} else if in.Snapshot == nil || in.Snapshot.ID != req.Body.SnapshotId {
 		cur := "none"
 		if in.Snapshot != nil {
 			cur = in.Snapshot.ID
@@ -274,7 +278,7 @@ func (s *Server) RestoreHostInstance(ctx context.Context, req hostapi.RestoreHos
 	}
 	if here {
 		switch {
-		case in.State == manager.StateRunning && s.runningFrom(in, body.SnapshotId):
+		case in.State == manager.StateRunning && runningFrom(in, body.SnapshotId):
 			v, err := s.view(ctx, in)
 			if err != nil {
 				return nil, err
@@ -307,9 +311,6 @@ func (s *Server) RestoreHostInstance(ctx context.Context, req hostapi.RestoreHos
 	if err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.restored[req.Id] = body.SnapshotId
-	s.mu.Unlock()
 	v, err := s.view(ctx, in)
 	if err != nil {
 		return nil, err
@@ -318,28 +319,9 @@ func (s *Server) RestoreHostInstance(ctx context.Context, req hostapi.RestoreHos
 }
 
 // runningFrom reports whether running instance in was resumed from
-// snapshot sid, so that a retried restore answers it. The manager keeps a
-// committed snapshot's id on the instance, but forgets a local one whose
-// memory became the VM's RAM; restores done by this process remember it.
-// An instance that never was restored here (a fresh boot) is not.
-func (s *Server) runningFrom(in manager.Instance, sid string) bool {
-	if in.Snapshot != nil {
-		return in.Snapshot.ID == sid
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.restored[in.ID] == sid
-}
-
-// sameStandby reports whether the manager's snapshot sid is the answer to
-// a standby asked with snapshot id asked: the same id, or the one the
-// manager chose when this process served that request (the manager picks
-// its own snapshot ids for now; see the package documentation).
-func (s *Server) sameStandby(sid, asked string) bool {
-	if sid == asked {
-		return true
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.standbys[asked] == sid
+// snapshot sid, so that a retried restore answers it. The manager records
+// the snapshot a VM was resumed from in the instance's metadata, which
+// survives a daemon restart; a fresh boot was resumed from nothing.
+func runningFrom(in manager.Instance, sid string) bool {
+	return in.RestoredFrom == sid || (in.Snapshot != nil && in.Snapshot.ID == sid)
 }

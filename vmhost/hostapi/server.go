@@ -13,7 +13,6 @@ import (
 
 	"github.com/hangar-vm/hangar/api"
 	hostapi "github.com/hangar-vm/hangar/api/host"
-	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/internal/config"
 	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/vmhost/manager"
@@ -26,7 +25,7 @@ type Manager interface {
 	Create(ctx context.Context, spec manager.CreateSpec) (manager.Instance, error)
 	Get(ctx context.Context, id string) (manager.Instance, error)
 	List(ctx context.Context) ([]manager.Instance, error)
-	Standby(ctx context.Context, id string, override *compression.Policy) (manager.Instance, error)
+	Standby(ctx context.Context, id string, opts manager.StandbyOptions) (manager.Instance, error)
 	Restore(ctx context.Context, id string) (manager.Instance, error)
 	RestoreSnapshot(ctx context.Context, snapshotID string, spec manager.ForkSpec) (manager.Instance, error)
 	Fork(ctx context.Context, source string, spec manager.ForkSpec) (manager.Instance, error)
@@ -91,8 +90,6 @@ type Server struct {
 
 	mu       sync.Mutex
 	reserved map[string]api.Resources // capacity held by creates in flight
-	restored map[string]string        // instance id → snapshot it was last restored from
-	standbys map[string]string        // snapshot id asked by the server → the manager's
 }
 
 var _ hostapi.StrictServerInterface = (*Server)(nil)
@@ -130,7 +127,7 @@ func New(m Manager, opts Options) (*Server, error) {
 	life, stop := context.WithCancel(context.Background())
 	return &Server{
 		m: m, opts: opts, log: opts.Logger.With("component", "hostapi"),
-		life: life, stop: stop, reserved: map[string]api.Resources{}, restored: map[string]string{}, standbys: map[string]string{},
+		life: life, stop: stop, reserved: map[string]api.Resources{},
 	}, nil
 }
 

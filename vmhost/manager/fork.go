@@ -147,7 +147,7 @@ func (m *Manager) forkLocal(ctx context.Context, src *entry, sid string, spec Fo
 	if err != nil {
 		return fail(err) // the source is untouched whatever happened
 	}
-	if err := m.update(e, func(in *Instance) { m.running(in, vm, run) }); err != nil {
+	if err := m.update(e, func(in *Instance) { m.running(in, vm, run); in.RestoredFrom = sid }); err != nil {
 		vm.Kill()
 		return m.current(e), err
 	}

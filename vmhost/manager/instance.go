@@ -154,6 +154,12 @@ type Instance struct {
 	// Pending is the snapshot a standby was writing when it was
 	// interrupted; Open finishes the standby if the files are complete.
 	Pending string `json:"pending_snapshot,omitempty"`
+	// RestoredFrom is the snapshot the running VM was resumed (restored
+	// or forked) from, "" after a fresh boot. It is persisted so that a
+	// restore retried with the same snapshot id is recognised, also by a
+	// restarted daemon, after the local snapshot's memory became live RAM
+	// and Snapshot was cleared.
+	RestoredFrom string `json:"restored_from,omitempty"`
 }
 
 // clone returns a deep copy, so callers never share the manager's state.

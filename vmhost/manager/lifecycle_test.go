@@ -34,7 +34,7 @@ func TestLifecycle(t *testing.T) {
 	}
 	for name, op := range map[string]func() error{
 		"stop":    func() error { _, err := a.m.Stop(ctx, id); return err },
-		"standby": func() error { _, err := a.m.Standby(ctx, id, nil); return err },
+		"standby": func() error { _, err := a.m.Standby(ctx, id, StandbyOptions{}); return err },
 		"restore": func() error { _, err := a.m.Restore(ctx, id); return err },
 	} {
 		if err := op(); !errors.Is(err, ErrInvalidState) {
@@ -95,7 +95,7 @@ func TestLifecycle(t *testing.T) {
 	if !strings.Contains(cur.Error, "SIGKILL") {
 		t.Fatalf("error message %q does not say what happened", cur.Error)
 	}
-	if _, err := a.m.Standby(ctx, id, nil); !errors.Is(err, ErrInvalidState) {
+	if _, err := a.m.Standby(ctx, id, StandbyOptions{}); !errors.Is(err, ErrInvalidState) {
 		t.Fatalf("standby of a crashed instance: %v, want ErrInvalidState", err)
 	}
 	if err := a.m.Delete(ctx, id); err != nil {

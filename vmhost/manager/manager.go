@@ -32,7 +32,7 @@ type Service interface {
 	List(ctx context.Context) ([]Instance, error)
 	Start(ctx context.Context, id string) (Instance, error)
 	Stop(ctx context.Context, id string) (Instance, error)
-	Standby(ctx context.Context, id string, override *compression.Policy) (Instance, error)
+	Standby(ctx context.Context, id string, opts StandbyOptions) (Instance, error)
 	Restore(ctx context.Context, id string) (Instance, error)
 	Fork(ctx context.Context, source string, spec ForkSpec) (Instance, error)
 	RestoreSnapshot(ctx context.Context, snapshotID string, spec ForkSpec) (Instance, error)
@@ -491,7 +491,7 @@ func (m *Manager) boot(ctx context.Context, e *entry) error {
 		return err
 	}
 	if err := m.update(e, func(in *Instance) {
-		in.State, in.Error = StateRunning, ""
+		in.State, in.Error, in.RestoredFrom = StateRunning, "", ""
 		in.AgentSocket = vm.Paths().AgentSocket
 	}); err != nil {
 		vm.Kill()

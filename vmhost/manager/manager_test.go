@@ -39,19 +39,24 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 
 	hops := []struct {
 		from, to *host
-		policy   *compression.Policy
+		opts     StandbyOptions
 		want     string
 	}{
-		{a, b, &compression.Policy{Algorithm: "zstd"}, "zstd:1"},
-		{b, a, &compression.Policy{Algorithm: "LZ4"}, "lz4:0"},
-		{a, b, &compression.Policy{Enabled: ptr(false)}, "none"},
+		// The server's way: its snapshot id and the setting it resolved.
+		{a, b, StandbyOptions{SnapshotID: "sb-hop-0", Compression: &compression.Setting{Algorithm: compression.Zstd, Level: 1}}, "zstd:1"},
+		// The manager's own resolution, for callers without a server.
+		{b, a, StandbyOptions{Override: &compression.Policy{Algorithm: "LZ4"}}, "lz4:0"},
+		{a, b, StandbyOptions{Override: &compression.Policy{Enabled: ptr(false)}}, "none"},
 	}
 	for i, hop := range hops {
 		t.Logf("hop %d: %s → %s with %s", i, hop.from.name, hop.to.name, hop.want)
 		start := time.Now()
-		st, err := hop.from.m.Standby(ctx, id, hop.policy)
+		st, err := hop.from.m.Standby(ctx, id, hop.opts)
 		if err != nil {
 			t.Fatalf("hop %d: standby: %v", i, err)
+		}
+		if want := hop.opts.SnapshotID; want != "" && st.Snapshot.ID != want {
+			t.Fatalf("hop %d: snapshot id %s, asked %s", i, st.Snapshot.ID, want)
 		}
 		t.Logf("hop %d: standby returned after %v", i, time.Since(start))
 		if st.State != StateStandby || st.Snapshot == nil || !st.Snapshot.Local || st.Snapshot.Compression != hop.want ||
@@ -129,7 +134,7 @@ func TestStoreTroubleAndPreemption(t *testing.T) {
 		token, before := writeToken(t, c)
 		store.SetOutage(true)
 		defer store.SetOutage(false)
-		st, err := a.m.Standby(ctx, id, nil)
+		st, err := a.m.Standby(ctx, id, StandbyOptions{})
 		if err != nil {
 			t.Fatalf("standby with the store down: %v", err)
 		}
@@ -161,7 +166,7 @@ func TestStoreTroubleAndPreemption(t *testing.T) {
 	t.Run("store comes back, retry commits", func(t *testing.T) {
 		token, before := writeToken(t, a.agentOf(id))
 		store.SetOutage(true)
-		st, err := a.m.Standby(ctx, id, &compression.Policy{Algorithm: "lz4", Level: ptr(3)})
+		st, err := a.m.Standby(ctx, id, StandbyOptions{Override: &compression.Policy{Algorithm: "lz4", Level: ptr(3)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +194,7 @@ func TestStoreTroubleAndPreemption(t *testing.T) {
 		token, before := writeToken(t, a.agentOf(id))
 		// Every create (chunks, the manifest) now hangs until cancelled.
 		store.AddFault(faulty.OpCreate, faulty.Fault{Delay: time.Hour, Times: -1})
-		st, err := a.m.Standby(ctx, id, &compression.Policy{Algorithm: "zstd", Level: ptr(3)})
+		st, err := a.m.Standby(ctx, id, StandbyOptions{Override: &compression.Policy{Algorithm: "zstd", Level: ptr(3)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,7 +252,7 @@ func TestForks(t *testing.T) {
 	b := newHost(t, "b", storeB, hostOpts{})
 	id := a.create("origin").ID
 	token, before := writeToken(t, a.agentOf(id))
-	st, err := a.m.Standby(ctx, id, &compression.Policy{Algorithm: "zstd"})
+	st, err := a.m.Standby(ctx, id, StandbyOptions{Override: &compression.Policy{Algorithm: "zstd"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +368,7 @@ func TestRefusals(t *testing.T) {
 		if _, err := a.m.Fork(ctx, id, ForkSpec{Name: "f"}); !errors.Is(err, ErrInvalidState) {
 			t.Errorf("fork of a running instance: %v, want ErrInvalidState", err)
 		}
-		if _, err := a.m.Standby(ctx, id, &compression.Policy{Algorithm: "zstd", Level: ptr(42)}); !errors.Is(err, compression.ErrInvalidPolicy) {
+		if _, err := a.m.Standby(ctx, id, StandbyOptions{Override: &compression.Policy{Algorithm: "zstd", Level: ptr(42)}}); !errors.Is(err, compression.ErrInvalidPolicy) {
 			t.Errorf("standby with level 42: %v, want a policy error", err)
 		} else if in, _ := a.m.Get(ctx, id); in.State != StateRunning {
 			t.Errorf("an invalid policy changed the state to %s", in.State)
@@ -374,13 +379,13 @@ func TestRefusals(t *testing.T) {
 	})
 
 	// A committed snapshot to play with.
-	st, err := a.m.Standby(ctx, id, &compression.Policy{Algorithm: "zstd"})
+	st, err := a.m.Standby(ctx, id, StandbyOptions{Override: &compression.Policy{Algorithm: "zstd"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sid := st.Snapshot.ID
 	a.waitStorage(id, StorageCentral, uploadTimeout)
-	if _, err := a.m.Standby(ctx, id, nil); !errors.Is(err, ErrInvalidState) {
+	if _, err := a.m.Standby(ctx, id, StandbyOptions{}); !errors.Is(err, ErrInvalidState) {
 		t.Errorf("standby of a standby instance: %v, want ErrInvalidState", err)
 	}
 	if _, err := a.m.Stop(ctx, id); !errors.Is(err, ErrInvalidState) {

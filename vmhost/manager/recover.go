@@ -157,6 +157,7 @@ func (m *Manager) recoverStandby(ctx context.Context, e *entry, jobs map[string]
 		if vm, err := m.attach(ctx, in.RunDir); err == nil {
 			m.update(e, func(in *Instance) {
 				m.running(in, vm, in.RunDir)
+				in.RestoredFrom = s.ID
 				if in.Snapshot.Storage == StorageCentral {
 					in.Snapshot.Local = false
 				} else {

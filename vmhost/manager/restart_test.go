@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -29,11 +30,17 @@ func TestRestart(t *testing.T) {
 
 	// Let a few creates through (the lock, some chunks), then hang the rest.
 	slow.AddFault(faulty.OpCreate, faulty.Fault{Skip: 6, Delay: time.Hour, Times: -1})
-	st, err := a.m.Standby(ctx, parkID, &compression.Policy{Algorithm: "zstd"})
+	// The server's way: its snapshot id (the idempotency key) and the
+	// setting it resolved.
+	const sid = "sb-restart"
+	park := StandbyOptions{SnapshotID: sid, Compression: &compression.Setting{Algorithm: compression.Zstd, Level: 1}}
+	st, err := a.m.Standby(ctx, parkID, park)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid := st.Snapshot.ID
+	if st.Snapshot.ID != sid || st.Snapshot.Compression != "zstd:1" {
+		t.Fatalf("standby: snapshot %+v, want id %s with zstd:1", st.Snapshot, sid)
+	}
 	deadline := time.Now().Add(time.Minute)
 	for slow.Calls(faulty.OpCreate) <= 6 {
 		if time.Now().After(deadline) {
@@ -49,6 +56,11 @@ func TestRestart(t *testing.T) {
 	a.cache.Close()  // and the dead process's lock on its cache goes with it
 
 	b := newHost(t, "a-restarted", counting, hostOpts{root: a.root})
+	// The server retries the standby it never got an answer to: the
+	// restarted daemon recognises it by the snapshot id.
+	if again, err := b.m.Standby(ctx, parkID, park); err != nil || again.State != StateStandby || again.Snapshot.ID != sid {
+		t.Fatalf("standby retried after the restart: %+v, %v; want the instance on standby with %s", again, err, sid)
+	}
 	list, err := b.m.List(ctx)
 	if err != nil || len(list) != 2 {
 		t.Fatalf("after restart: %+v, %v; want both instances", list, err)
@@ -77,6 +89,21 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("restore after restart: %v", err)
 	}
 	checkResumed(t, b.agentOf(parkID), parkTok, parkBefore)
+	for _, ac := range b.agents { // one client at a time per serial port
+		ac.Close()
+	}
+	// The snapshot it runs from is remembered across a restart (a retried
+	// restore is recognised by it), and its id cannot name a new standby.
+	b.m.Detach()
+	b.cache.Close()
+	c := newHost(t, "a-restarted-twice", counting, hostOpts{root: a.root})
+	if r, err := c.m.Get(ctx, parkID); err != nil || r.State != StateRunning || r.RestoredFrom != sid {
+		t.Fatalf("restored instance after a second restart: %+v, %v; want running, restored from %s", r, err, sid)
+	}
+	if _, err := c.m.Standby(ctx, parkID, park); !errors.Is(err, ErrAlreadyExists) {
+		t.Fatalf("standby reusing the id of the snapshot it runs from: %v, want ErrAlreadyExists", err)
+	}
+	b = c
 	if _, err := b.m.Stop(ctx, runID); err != nil {
 		t.Fatal(err)
 	}

@@ -123,6 +123,7 @@ func (m *Manager) restoreLocal(ctx context.Context, e *entry, s SnapshotRef, sto
 	}
 	err = m.update(e, func(in *Instance) {
 		m.running(in, vm, run)
+		in.RestoredFrom = s.ID
 		if in.Snapshot.Storage == StorageCentral {
 			in.Snapshot.Local = false // committed: it lives on centrally
 		} else {
@@ -150,7 +151,7 @@ func (m *Manager) restoreCentral(ctx context.Context, e *entry, sid string) erro
 	if err != nil {
 		return err // still on standby: the committed snapshot is untouched
 	}
-	if err := m.update(e, func(in *Instance) { m.running(in, vm, run) }); err != nil {
+	if err := m.update(e, func(in *Instance) { m.running(in, vm, run); in.RestoredFrom = sid }); err != nil {
 		vm.Kill()
 		return err
 	}
@@ -328,7 +329,7 @@ func (m *Manager) createFromCentral(ctx context.Context, man *snapshot.Manifest,
 		m.unreserve(e) // no VM runs and the snapshot is untouched: nothing to show
 		return Instance{}, err
 	}
-	if err := m.update(e, func(in *Instance) { m.running(in, vm, run) }); err != nil {
+	if err := m.update(e, func(in *Instance) { m.running(in, vm, run); in.RestoredFrom = man.ID }); err != nil {
 		vm.Kill()
 		return m.current(e), err
 	}

@@ -10,17 +10,61 @@ import (
 	"github.com/hangar-vm/hangar/vmhost"
 )
 
-// Standby parks a running instance: the compression policy is resolved
-// first (override > instance snapshot_policy > host default; an invalid
-// one is a *compression.ValidationError and nothing changes), then the VM
-// is paused and its memory and device state written durably into a new
+// StandbyOptions say which snapshot a standby writes and how it is
+// compressed.
+type StandbyOptions struct {
+	// SnapshotID is the id of the snapshot to write; empty: the manager
+	// picks one. The server passes its own: it is the idempotency key of
+	// the call, so a standby asked again with the id of the snapshot the
+	// instance is on standby with answers that instance, also after a
+	// daemon restart (the id is in the instance's metadata).
+	SnapshotID string
+	// Compression is the setting the upload applies, already resolved by
+	// the caller (the server resolves the precedence for API requests).
+	// When set, Override and the instance's snapshot_policy are not
+	// consulted: precedence is resolved in exactly one place per request.
+	Compression *compression.Setting
+	// Override is the request level of the manager's own resolution
+	// (override > instance snapshot_policy > host default), for callers
+	// without a server. Ignored when Compression is set.
+	Override *compression.Policy
+}
+
+// setting returns the compression a standby of an instance with policy
+// applies: opts.Compression as given (checked), or the manager's own
+// resolution.
+func (o StandbyOptions) setting(policy, hostDefault *compression.Policy) (compression.Setting, error) {
+	if c := o.Compression; c != nil {
+		if _, err := c.Codec(); err != nil {
+			return compression.Setting{}, fmt.Errorf("%w: compression %s: %w", compression.ErrInvalidPolicy, c, err)
+		}
+		return *c, nil
+	}
+	return compression.Resolve(o.Override, policy, hostDefault)
+}
+
+// Standby parks a running instance: the compression is settled first
+// (opts.Compression, or override > instance snapshot_policy > host
+// default; an invalid one is a *compression.ValidationError or wraps
+// compression.ErrInvalidPolicy, and nothing changes), then the VM is
+// paused and its memory and device state written durably into a new
 // local snapshot, and the VMM stops. Standby returns here, with the
 // instance in StateStandby and its snapshot's storage local; an upload
 // job then moves the snapshot to central storage in the background.
 //
+// A repeated call with the snapshot id the instance is on standby with
+// answers the instance as it is (idempotent retry); an id the instance
+// used before (its last standby, or the snapshot it runs from) is
+// ErrAlreadyExists, since a snapshot id names one snapshot only.
+//
 // If the VM fails to stand by but still runs, the instance stays Running;
 // if the VM died, the instance goes to StateError.
-func (m *Manager) Standby(ctx context.Context, id string, override *compression.Policy) (Instance, error) {
+func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (Instance, error) {
+	if opts.SnapshotID != "" {
+		if err := ValidateID(opts.SnapshotID); err != nil {
+			return Instance{}, fmt.Errorf("standby instance %s: snapshot: %w", id, err)
+		}
+	}
 	m.mu.Lock()
 	e, err := m.lookupLocked(id)
 	var policy *compression.Policy
@@ -31,7 +75,7 @@ func (m *Manager) Standby(ctx context.Context, id string, override *compression.
 	if err != nil {
 		return Instance{}, fmt.Errorf("standby: %w", err)
 	}
-	setting, err := compression.Resolve(override, policy, m.cfg.CompressionDefault)
+	setting, err := opts.setting(policy, m.cfg.CompressionDefault)
 	if err != nil {
 		return Instance{}, fmt.Errorf("standby instance %s: %w", id, err)
 	}
@@ -41,10 +85,19 @@ func (m *Manager) Standby(ctx context.Context, id string, override *compression.
 		return Instance{}, err
 	}
 	defer done()
+	sid := opts.SnapshotID
+	if sid != "" && in.State == StateStandby && in.Snapshot != nil && in.Snapshot.ID == sid {
+		return in, nil // a retry of the standby that wrote it
+	}
 	if in.State != StateRunning || e.vm == nil {
 		return in, invalidState("standby", &in, StateRunning)
 	}
-	sid := newID("s")
+	if sid != "" && ((in.Snapshot != nil && in.Snapshot.ID == sid) || in.RestoredFrom == sid || fileExists(m.dirs.snapshotDir(sid))) {
+		return in, fmt.Errorf("standby instance %s: snapshot %s: %w (it names an earlier snapshot)", id, sid, ErrAlreadyExists)
+	}
+	if sid == "" {
+		sid = newID("s")
+	}
 	dir := m.dirs.snapshotDir(sid)
 	// Pending tells a restarted manager where to look if we die between
 	// the VM's exit and the metadata saying Standby.
@@ -90,7 +143,7 @@ func (m *Manager) parked(e *entry, sid string, setting compression.Setting, crea
 	}
 	run := m.current(e).RunDir
 	if err := m.update(e, func(in *Instance) {
-		in.State, in.Pending, in.RunDir, in.AgentSocket = StateStandby, "", "", ""
+		in.State, in.Pending, in.RunDir, in.AgentSocket, in.RestoredFrom = StateStandby, "", "", "", ""
 		in.Snapshot = &SnapshotRef{
 			ID: sid, Kind: KindStandby, Storage: StorageLocal, Local: true,
 			Compression: setting.String(), Created: created.UTC(),
