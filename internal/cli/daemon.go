@@ -11,11 +11,10 @@ import (
 	"github.com/hangar-vm/hangar/server"
 )
 
-// daemonCommands returns the daemons' commands whose packages exist:
-// `hangar server`. (`hangar host` and `hangar dev` join when vmhost's
-// daemon and the all-in-one wiring exist.)
+// daemonCommands returns the daemons' commands: `hangar server`,
+// `hangar host` and `hangar dev`.
 func (a *app) daemonCommands() []*cobra.Command {
-	return []*cobra.Command{a.serverCommand()}
+	return []*cobra.Command{a.serverCommand(), a.hostCommand(), a.devCommand()}
 }
 
 // daemonFlags are the flags every daemon has besides its config keys.
