@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
+	"golang.org/x/sys/unix"
 
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/internal/miniotest"
@@ -201,20 +202,33 @@ func (e *benchEnv) round(i int) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	outDir := filepath.Join(e.work, "restore")
-	if err := os.Mkdir(outDir, 0o755); err != nil {
-		return nil, err
+	// Two downloads: Download's default (fsync before the rename) and
+	// NoSync. MinIO's files are dropped from the page cache before each,
+	// and before the baseline's GET, so every arm reads the store cold.
+	for _, noSync := range []bool{false, true} {
+		outDir := filepath.Join(e.work, "restore")
+		if err := os.Mkdir(outDir, 0o755); err != nil {
+			return nil, err
+		}
+		dropCache(srv.Dir)
+		fmt.Printf("hangar download (NoSync %v) ...\n", noSync)
+		c, err := inProcess(e.minioPID, func() error {
+			_, err := repo.Download(ctx, m, outDir, snapshot.DownloadOptions{Concurrency: e.concurrency, NoSync: noSync})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if noSync {
+			rep.downNoSync = c
+		} else {
+			rep.down = c
+		}
+		if err := sameFile(e.input, filepath.Join(outDir, "memory")); err != nil {
+			return nil, fmt.Errorf("hangar download: %w", err)
+		}
+		os.RemoveAll(outDir)
 	}
-	fmt.Println("hangar download ...")
-	m0, c0, start := procCPU(e.minioPID), selfCPU(), time.Now()
-	if _, err := repo.Download(ctx, m, outDir, snapshot.DownloadOptions{Concurrency: e.concurrency}); err != nil {
-		return nil, err
-	}
-	rep.down = cost{wall: time.Since(start), cpu: selfCPU() - c0, minio: procCPU(e.minioPID) - m0}
-	if err := sameFile(e.input, filepath.Join(outDir, "memory")); err != nil {
-		return nil, fmt.Errorf("hangar download: %w", err)
-	}
-	os.RemoveAll(outDir)
 	if rep.stored, err = bucketBytes(ctx, store, ""); err != nil {
 		return nil, err
 	}
@@ -489,6 +503,7 @@ func baseline(ctx context.Context, e *benchEnv, bucket string, rep *report) erro
 	}
 	os.Remove(zst)
 	got := filepath.Join(e.work, "restored.zst")
+	dropCache(srv.Dir)
 	if rep.baseGet, err = inProcess(e.minioPID, func() error {
 		if err := client.FGetObject(ctx, bucket, "memory.zst", got, minio.GetObjectOptions{}); err != nil {
 			return fmt.Errorf("baseline get: %w", err)
@@ -551,7 +566,7 @@ func bucketBytes(ctx context.Context, s storage.Lister, prefix string) (int64, e
 type report struct {
 	in                                   int64
 	upSigned, up1, up2                   childResult
-	down                                 cost
+	down, downNoSync                     cost
 	stored                               int64
 	baseCompress, basePutSigned, basePut cost
 	baseGet, baseDecompress, baseSync    cost
@@ -567,6 +582,23 @@ type ratios struct {
 	upSigned, upUnsigned, reupload, down, downSync float64
 }
 
+// dropCache evicts the files under dir from the page cache
+// (POSIX_FADV_DONTNEED), so that the next read of them comes from the
+// disk: only our MinIO's files, not the machine's whole cache. MinIO
+// fdatasyncs what it writes, so nothing dirty stays behind.
+func dropCache(dir string) {
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		if f, err := os.Open(path); err == nil {
+			_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+			f.Close()
+		}
+		return nil
+	})
+}
+
 func (r *report) ratios() ratios {
 	baseUpSigned := r.baseCompress.add(r.basePutSigned).wall.Seconds()
 	baseUp := r.baseCompress.add(r.basePut).wall.Seconds()
@@ -575,7 +607,7 @@ func (r *report) ratios() ratios {
 		upSigned:   baseUpSigned / r.upSigned.Wall.Seconds(),
 		upUnsigned: baseUp / r.up1.Wall.Seconds(),
 		reupload:   r.up1.Wall.Seconds() / r.up2.Wall.Seconds(),
-		down:       baseDown / r.down.wall.Seconds(),
+		down:       baseDown / r.downNoSync.wall.Seconds(),
 		downSync:   (baseDown + r.baseSync.wall.Seconds()) / r.down.wall.Seconds(),
 	}
 }
@@ -604,7 +636,9 @@ func (r *report) print(w io.Writer) {
 	row("  GET (minio-go)", r.baseGet, "-", "-", "")
 	row("  zstd -d", r.baseDecompress, "-", "-", "")
 	row("  fsync of the restored file", r.baseSync, "-", "-", "")
-	row("hangar download (cold cache, fsync)", r.down, "-", "-", vs(baseDown, r.down))
+	row("baseline download + fsync", baseDown.add(r.baseSync), "-", "-", "1.00×")
+	row("hangar download (no cache, fsync)", r.down, "-", "-", vs(baseDown.add(r.baseSync), r.down))
+	row("hangar download (no cache, NoSync)", r.downNoSync, "-", "-", vs(baseDown, r.downNoSync))
 	tw.Flush()
 	t := r.up1.Totals
 	fmt.Fprintf(w, "\nhangar first upload: raw %d, non-zero %d, stored %d (%d holes, %d chunks); index load %.3fs\n",
@@ -615,7 +649,7 @@ func (r *report) print(w io.Writer) {
 	q := r.ratios()
 	fmt.Fprintf(w, "target upload >= 1.3× baseline: %.2f× both signed %s, %.2f× both unsigned %s\n", q.upSigned, passFail(q.upSigned >= 1.3), q.upUnsigned, passFail(q.upUnsigned >= 1.3))
 	fmt.Fprintf(w, "target 1%%-changed upload >= 10× faster than the first: %.1f× %s\n", q.reupload, passFail(q.reupload >= 10))
-	fmt.Fprintf(w, "target download+decompress >= 2× baseline: %.2f× (baseline without fsync), %.2f× (baseline + fsync) %s\n", q.down, q.downSync, passFail(q.down >= 2))
+	fmt.Fprintf(w, "target download+decompress >= 2× baseline: %.2f× both without fsync %s, %.2f× both with fsync %s\n", q.down, passFail(q.down >= 2), q.downSync, passFail(q.downSync >= 2))
 	fmt.Fprintf(w, "target no more bytes stored than baseline (first snapshot): %d vs %d %s\n", t.Compressed, r.baseSize, passFail(t.Compressed <= r.baseSize))
 	fmt.Fprintf(w, "target upload peak RSS < 512 MiB: %d MiB %s\n", r.up1.MaxRSS>>20, passFail(r.up1.MaxRSS > 0 && r.up1.MaxRSS < 512<<20))
 }
@@ -634,6 +668,6 @@ func summarise(w io.Writer, reps []*report) {
 	fmt.Fprintf(w, "  upload vs baseline, both signed:        %s\n", pick(func(q ratios) float64 { return q.upSigned }))
 	fmt.Fprintf(w, "  upload vs baseline, both unsigned:      %s\n", pick(func(q ratios) float64 { return q.upUnsigned }))
 	fmt.Fprintf(w, "  first / 1%%-changed upload:              %s\n", pick(func(q ratios) float64 { return q.reupload }))
-	fmt.Fprintf(w, "  download vs baseline:                   %s\n", pick(func(q ratios) float64 { return q.down }))
-	fmt.Fprintf(w, "  download vs baseline + fsync:           %s\n", pick(func(q ratios) float64 { return q.downSync }))
+	fmt.Fprintf(w, "  download vs baseline, neither fsyncs:   %s\n", pick(func(q ratios) float64 { return q.down }))
+	fmt.Fprintf(w, "  download vs baseline, both fsync:       %s\n", pick(func(q ratios) float64 { return q.downSync }))
 }

@@ -2,9 +2,11 @@ package snapshot
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 
@@ -67,5 +69,26 @@ func TestWriteSparse(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDownloadNoSync: without the fsync the files are as complete, under
+// their names, with nothing else left in the directory.
+func TestDownloadNoSync(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, newMem())
+	src := t.TempDir()
+	data := testFile(6*testChunk+100, 3, 2)
+	m, err := r.Upload(ctx, info("nosync", zstd1()), []FileSource{{Name: "memory", Path: writeFile(t, src, "memory", data)}}, UploadOptions{ChunkSize: testChunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := r.Download(ctx, m, out, DownloadOptions{NoSync: true}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, filepath.Join(out, "memory"), data, m.Files[0])
+	if names := dirEntries(t, out); !slices.Equal(names, []string{"memory"}) {
+		t.Fatalf("dir holds %v", names)
 	}
 }
