@@ -32,9 +32,12 @@ import (
 //     say (names of named snapshots, image names, running instances until
 //     their host heartbeats). Deleting it loses nothing the bucket knows.
 //
-// Snapshot ids carry their role, because the manifest does not: the server
-// names an instance's standby snapshots sb-<hex> and named snapshots
-// sn-<hex>. Instances are i-<hex>.
+// A snapshot's role (an instance's standby state, or a named snapshot) and
+// name come from the labels hosts write into manifests (manifest labels
+// hangar.role, hangar.snapshot.name, ...; docs/format.md). Manifests
+// written before the labels existed are read by the id prefix the server
+// gives snapshots: sb-<hex> standby, sn-<hex> named. Instances are
+// i-<hex>.
 const (
 	prefixInstance = "i"
 	prefixStandby  = "sb"
@@ -50,6 +53,30 @@ func newID(prefix string) string {
 }
 
 func isStandbyID(id string) bool { return strings.HasPrefix(id, prefixStandby+"-") }
+
+// Manifest labels written by the hosts (vmhost/manager: LabelRole, ...).
+// They are the hosts' vocabulary, repeated here because server and vmhost
+// only meet through the wire; docs/format.md is the contract.
+const (
+	labelRole         = "hangar.role"
+	labelSnapshotName = "hangar.snapshot.name"
+	labelInstanceName = "hangar.instance.name"
+	labelImage        = "hangar.image"
+	roleStandby       = "standby"
+	roleNamed         = "named"
+)
+
+// isStandbyManifest reports whether m is an instance's standby state: its
+// role label says so, or, for manifests without one, its id prefix.
+func isStandbyManifest(m *snapshot.Manifest) bool {
+	switch m.Labels[labelRole] {
+	case roleStandby:
+		return true
+	case roleNamed:
+		return false
+	}
+	return isStandbyID(m.ID)
+}
 
 // instanceRec is one instance. Guarded by Server.mu.
 type instanceRec struct {
@@ -193,7 +220,9 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 		sr := s.snapshots[sn.Id]
 		if sr == nil {
 			sr = newSnapshotRec(sn)
-			sr.snap.Standby = boolPtr(isStandbyID(sn.Id))
+			if sr.snap.Standby == nil {
+				sr.snap.Standby = boolPtr(isStandbyID(sn.Id))
+			}
 			s.snapshots[sn.Id] = sr
 		}
 		sr.hosts[h.id] = true
@@ -278,19 +307,29 @@ func (s *Server) applyManifestLocked(m *snapshot.Manifest) {
 	if instID == "" {
 		instID = vm.InstanceID
 	}
+	if vm.Name == "" {
+		vm.Name = m.Labels[labelInstanceName]
+	}
+	if vm.Image == "" {
+		vm.Image = m.Labels[labelImage]
+	}
+	standby := isStandbyManifest(m)
 	sr := s.snapshots[m.ID]
 	if sr == nil {
 		kind := api.SnapshotKind(m.Kind)
 		if !kind.Valid() {
 			kind = api.SnapshotKindStandby
 		}
-		name := m.ID // the name of a named snapshot is not in the manifest
-		if isStandbyID(m.ID) && vm.Name != "" {
+		name := m.Labels[labelSnapshotName]
+		if api.ValidateName("name", name) != nil {
+			name = m.ID // manifests without the label (or with a bad one)
+		}
+		if standby && vm.Name != "" {
 			name = truncate(vm.Name, 50) + "-standby"
 		}
 		sr = newSnapshotRec(api.Snapshot{
 			Id: m.ID, Name: name, Kind: kind, InstanceId: instID,
-			Standby: boolPtr(isStandbyID(m.ID)), MemoryMib: vm.MemoryMiB, Vcpus: vm.VCPUs,
+			Standby: boolPtr(standby), MemoryMib: vm.MemoryMiB, Vcpus: vm.VCPUs,
 			CreatedAt: m.Created.UTC(),
 		})
 		s.snapshots[m.ID] = sr
@@ -310,13 +349,15 @@ func (s *Server) applyManifestLocked(m *snapshot.Manifest) {
 		d := m.ImageDigest
 		sr.snap.ImageDigest = &d
 	}
-	if sr.snap.CommittedAt == nil {
-		c := m.Created.UTC()
+	if c := m.Committed.UTC(); !m.Committed.IsZero() {
+		sr.snap.CommittedAt = &c
+	} else if sr.snap.CommittedAt == nil {
+		c := m.Created.UTC() // manifests from before the committed field
 		sr.snap.CommittedAt = &c
 	}
 	sr.manifest = true
 
-	if !isStandbyID(m.ID) || instID == "" || api.ValidateID("instance", instID) != nil {
+	if !standby || instID == "" || api.ValidateID("instance", instID) != nil {
 		return
 	}
 	r := s.instances[instID]

@@ -27,11 +27,15 @@ type fakeHost struct {
 	repo *snapshot.Repo
 	dir  string
 
-	mu          sync.Mutex
-	capacity    api.Resources
-	instances   map[string]*api.Instance
-	snapshots   map[string]*api.Snapshot
-	vms         map[string]json.RawMessage // snapshot id -> VM record
+	mu        sync.Mutex
+	capacity  api.Resources
+	instances map[string]*api.Instance
+	snapshots map[string]*api.Snapshot
+	vms       map[string]json.RawMessage   // snapshot id -> VM record
+	labels    map[string]map[string]string // snapshot id -> manifest labels
+	// legacy: write manifests as hosts did before labels (no labels, no
+	// image or policy in the VM record): readers fall back to id prefixes.
+	legacy      bool
 	calls       []string
 	standbys    []hostapi.StandbyRequest
 	snapReqs    []hostapi.SnapshotRequest
@@ -46,7 +50,7 @@ var errUnreachable = errors.New("dial tcp 127.0.0.1:1: connect: connection refus
 
 func newFakeHost(id string, mem int64, vcpus int32, repo *snapshot.Repo, dir string) *fakeHost {
 	return &fakeHost{id: id, repo: repo, dir: dir, capacity: api.Resources{MemoryMib: mem, Vcpus: vcpus},
-		instances: map[string]*api.Instance{}, snapshots: map[string]*api.Snapshot{}, vms: map[string]json.RawMessage{},
+		instances: map[string]*api.Instance{}, snapshots: map[string]*api.Snapshot{}, vms: map[string]json.RawMessage{}, labels: map[string]map[string]string{},
 		fail: map[string]error{}}
 }
 
@@ -73,7 +77,7 @@ func (f *fakeHost) newInstance(id string, spec hostapi.InstanceSpec, st api.Inst
 	now := time.Now().UTC()
 	host := f.id
 	in := &api.Instance{Id: id, Name: spec.Name, Image: spec.Image, MemoryMib: spec.MemoryMib, Vcpus: spec.Vcpus,
-		State: st, Host: &host, CreatedAt: now, UpdatedAt: now}
+		State: st, Host: &host, CreatedAt: now, UpdatedAt: now, SnapshotPolicy: spec.SnapshotPolicy}
 	f.instances[id] = in
 	return in
 }
@@ -147,13 +151,34 @@ func (f *fakeHost) Standby(_ context.Context, id string, req hostapi.StandbyRequ
 	sn := &api.Snapshot{Id: sid, InstanceId: id, Kind: api.SnapshotKindStandby, State: api.SnapshotStateLocal,
 		Compression: &c, RawBytes: int64(in.MemoryMib) << 20, MemoryMib: in.MemoryMib, Vcpus: in.Vcpus, CreatedAt: time.Now().UTC()}
 	f.snapshots[sid] = sn
-	f.vms[sid] = vmJSON(in)
+	f.vms[sid] = f.vmJSON(in)
+	f.labels[sid] = f.manifestLabels(in, "standby", "")
 	return hostapi.StandbyResponse{Instance: *in, Snapshot: *sn}, nil
 }
 
-func vmJSON(in *api.Instance) json.RawMessage {
-	b, _ := json.Marshal(map[string]any{"instance_id": in.Id, "name": in.Name, "memory_mib": in.MemoryMib, "vcpus": in.Vcpus})
+// vmJSON is the VM record as vmhost/manager writes it (docs/format.md).
+func (f *fakeHost) vmJSON(in *api.Instance) json.RawMessage {
+	rec := map[string]any{"instance_id": in.Id, "name": in.Name, "memory_mib": in.MemoryMib, "vcpus": in.Vcpus}
+	if !f.legacy {
+		rec["image"] = in.Image
+		if in.SnapshotPolicy != nil && in.SnapshotPolicy.Compression != nil {
+			rec["snapshot_policy"] = in.SnapshotPolicy.Compression
+		}
+	}
+	b, _ := json.Marshal(rec)
 	return b
+}
+
+// manifestLabels are the labels vmhost/manager writes (docs/format.md).
+func (f *fakeHost) manifestLabels(in *api.Instance, role, name string) map[string]string {
+	if f.legacy {
+		return nil
+	}
+	l := map[string]string{"hangar.role": role, "hangar.instance.name": in.Name, "hangar.image": in.Image}
+	if name != "" {
+		l["hangar.snapshot.name"] = name
+	}
+	return l
 }
 
 func (f *fakeHost) Restore(_ context.Context, id string, req hostapi.RestoreRequest) (api.Instance, error) {
@@ -192,7 +217,8 @@ func (f *fakeHost) CreateSnapshot(_ context.Context, id string, req hostapi.Snap
 	sn := &api.Snapshot{Id: req.SnapshotId, Name: req.Name, InstanceId: id, Kind: req.Kind, State: api.SnapshotStateLocal,
 		Compression: req.Compression, RawBytes: int64(in.MemoryMib) << 20, MemoryMib: in.MemoryMib, Vcpus: in.Vcpus, CreatedAt: time.Now().UTC()}
 	f.snapshots[req.SnapshotId] = sn
-	f.vms[req.SnapshotId] = vmJSON(in)
+	f.vms[req.SnapshotId] = f.vmJSON(in)
+	f.labels[req.SnapshotId] = f.manifestLabels(in, "named", req.Name)
 	return *sn, nil
 }
 
@@ -267,7 +293,7 @@ func (f *fakeHost) commit(ctx context.Context, sid string) (*snapshot.Manifest, 
 		f.mu.Unlock()
 		return nil, fmt.Errorf("no local snapshot %s", sid)
 	}
-	info := snapshot.Info{ID: sid, SourceInstance: sn.InstanceId, Kind: string(sn.Kind), VM: f.vms[sid],
+	info := snapshot.Info{ID: sid, SourceInstance: sn.InstanceId, Kind: string(sn.Kind), VM: f.vms[sid], Labels: f.labels[sid],
 		ImageDigest: "sha256:" + fmt.Sprintf("%064x", 1), Compression: compression.Setting{Algorithm: compression.None}}
 	if sn.Compression != nil {
 		info.Compression = compression.Setting{Algorithm: compression.Algorithm(sn.Compression.Algorithm), Level: sn.Compression.Level}

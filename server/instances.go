@@ -76,7 +76,9 @@ func (h *handlers) CreateInstance(ctx context.Context, req api.CreateInstanceReq
 	s.notifyLocked()
 	s.mu.Unlock()
 
-	got, err := client.CreateInstance(ctx, id, hostapi.InstanceSpec{Name: b.Name, Image: b.Image, MemoryMib: b.MemoryMib, Vcpus: b.Vcpus})
+	// The host records the policy in the manifests (the bucket is the
+	// system of record); it never resolves precedence with it.
+	got, err := client.CreateInstance(ctx, id, hostapi.InstanceSpec{Name: b.Name, Image: b.Image, MemoryMib: b.MemoryMib, Vcpus: b.Vcpus, SnapshotPolicy: r.inst.SnapshotPolicy})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {

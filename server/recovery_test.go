@@ -15,19 +15,24 @@ import (
 	"github.com/hangar-vm/hangar/storage/s3"
 )
 
-func TestCatalogRecoveryFS(t *testing.T) { testCatalogRecovery(t, testConfig(t)) }
+func TestCatalogRecoveryFS(t *testing.T) { testCatalogRecovery(t, testConfig(t), false) }
+
+// TestCatalogRecoveryLegacyManifests: manifests written before hosts
+// recorded labels (role, names, image, policy) still recover, by the
+// snapshot id prefixes.
+func TestCatalogRecoveryLegacyManifests(t *testing.T) { testCatalogRecovery(t, testConfig(t), true) }
 
 func TestCatalogRecoveryMinIO(t *testing.T) {
 	m := miniotest.Shared(t)
 	cfg := testConfig(t)
 	cfg.Store = server.StoreConfig{Kind: server.StoreS3, S3: s3.Config{
 		Endpoint: m.Endpoint, Bucket: m.NewBucket(t), AccessKey: m.AccessKey, SecretKey: s3.Secret(m.SecretKey)}}
-	testCatalogRecovery(t, cfg)
+	testCatalogRecovery(t, cfg, false)
 }
 
 // recoverable is what the bucket alone must give back of a snapshot.
 type recoverable struct {
-	ID, InstanceID        string
+	ID, InstanceID, Name  string
 	Kind                  api.SnapshotKind
 	State                 api.SnapshotState
 	Standby               bool
@@ -38,7 +43,7 @@ type recoverable struct {
 	Digest                string
 }
 
-func catalog(t *testing.T, e *env) (snaps []recoverable, standby []api.Instance) {
+func catalog(t *testing.T, e *env, legacy bool) (snaps []recoverable, standby []api.Instance) {
 	t.Helper()
 	ctx := context.Background()
 	rs, err := e.c.ListSnapshotsWithResponse(ctx, nil)
@@ -57,6 +62,9 @@ func catalog(t *testing.T, e *env) (snaps []recoverable, standby []api.Instance)
 		if s.ImageDigest != nil {
 			r.Digest = *s.ImageDigest
 		}
+		if !r.Standby && !legacy {
+			r.Name = s.Name // a named snapshot's name is in its labels
+		}
 		snaps = append(snaps, r)
 	}
 	sort.Slice(snaps, func(i, j int) bool { return snaps[i].ID < snaps[j].ID })
@@ -66,10 +74,12 @@ func catalog(t *testing.T, e *env) (snaps []recoverable, standby []api.Instance)
 	}
 	for _, in := range ri.JSON200.Items {
 		// Not in the manifest, so not recoverable from the bucket alone:
-		// creation time, image name, snapshot policy (the host API's
-		// InstanceSpec does not carry it to the host that writes the
-		// manifest). The host is learned from heartbeats.
-		in.CreatedAt, in.UpdatedAt, in.Host, in.Image, in.SnapshotPolicy = time.Time{}, time.Time{}, nil, "", nil
+		// creation time; before labels, image name and snapshot policy.
+		// The host is learned from heartbeats.
+		in.CreatedAt, in.UpdatedAt, in.Host = time.Time{}, time.Time{}, nil
+		if legacy {
+			in.Image, in.SnapshotPolicy = "", nil
+		}
 		standby = append(standby, in)
 	}
 	sort.Slice(standby, func(i, j int) bool { return standby[i].Id < standby[j].Id })
@@ -89,10 +99,12 @@ func same(t *testing.T, what string, a, b any) {
 // started with an empty state dir recovers every snapshot and standby
 // instance from the bucket alone; deleting the state dir again gives the
 // same catalog; the recovered standby instance restores.
-func testCatalogRecovery(t *testing.T, cfg server.Config) {
+func testCatalogRecovery(t *testing.T, cfg server.Config, legacy bool) {
 	e := newEnv(t, cfg)
 	ctx := context.Background()
 	a := e.addHost("host-a", 8192, 16)
+	a.legacy = legacy
+	committed := map[string]time.Time{}
 
 	keep := e.create("keep", 256, 2, "", &api.Compression{Algorithm: ptr("lz4"), Level: ptr(3)})
 	// Two standbys: the second replaces the first.
@@ -113,9 +125,11 @@ func testCatalogRecovery(t *testing.T, cfg server.Config) {
 		if err != nil || r.JSON201 == nil {
 			t.Fatalf("snapshot: %v %s", err, r.Body)
 		}
-		if _, err := a.commit(ctx, r.JSON201.Id); err != nil {
+		m, err := a.commit(ctx, r.JSON201.Id)
+		if err != nil {
 			t.Fatal(err)
 		}
+		committed[m.ID] = m.Committed // written by storage, whatever the host records
 	}
 	gone := e.create("gone", 128, 1, "", nil)
 	gone = e.standby(gone.Id, nil)
@@ -127,7 +141,7 @@ func testCatalogRecovery(t *testing.T, cfg server.Config) {
 		t.Fatalf("delete gone: %v %s", err, r.Body)
 	}
 	waitFor(t, "all central, replaced standby dropped", func() bool {
-		snaps, _ := catalog(t, e)
+		snaps, _ := catalog(t, e, legacy)
 		for _, s := range snaps {
 			if s.State != api.SnapshotStateCentral || s.Stored == 0 {
 				return false
@@ -135,7 +149,7 @@ func testCatalogRecovery(t *testing.T, cfg server.Config) {
 		}
 		return len(snaps) == 3
 	})
-	wantSnaps, wantStandby := catalog(t, e)
+	wantSnaps, wantStandby := catalog(t, e, legacy)
 	if len(wantStandby) != 1 || wantStandby[0].Id != keep.Id || *wantStandby[0].SnapshotId != *keep.SnapshotId {
 		t.Fatalf("standby instances before restart: %+v", wantStandby)
 	}
@@ -144,9 +158,15 @@ func testCatalogRecovery(t *testing.T, cfg server.Config) {
 	// registered yet, so everything comes from the bucket.
 	e.cfg.StateDir = filepath.Join(t.TempDir(), "state2")
 	e.start()
-	gotSnaps, gotStandby := catalog(t, e)
+	gotSnaps, gotStandby := catalog(t, e, legacy)
 	same(t, "snapshots recovered from the bucket", wantSnaps, gotSnaps)
 	same(t, "standby instances recovered from the bucket", wantStandby, gotStandby)
+	for id, want := range committed {
+		g, err := e.c.GetSnapshotWithResponse(ctx, id)
+		if err != nil || g.JSON200 == nil || g.JSON200.CommittedAt == nil || !g.JSON200.CommittedAt.Equal(want) {
+			t.Fatalf("recovered snapshot %s: committed_at %v, want %v (%v)", id, g.JSON200.CommittedAt, want, err)
+		}
+	}
 
 	// Close writes the cache; delete it, start again: same catalog.
 	if err := e.srv.Close(); err != nil {
@@ -159,7 +179,7 @@ func testCatalogRecovery(t *testing.T, cfg server.Config) {
 		t.Fatal(err)
 	}
 	e.start()
-	gotSnaps, gotStandby = catalog(t, e)
+	gotSnaps, gotStandby = catalog(t, e, legacy)
 	same(t, "snapshots after deleting the state dir", wantSnaps, gotSnaps)
 	same(t, "standby instances after deleting the state dir", wantStandby, gotStandby)
 

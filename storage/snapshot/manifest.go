@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/storage"
@@ -72,6 +76,56 @@ type Manifest struct {
 	Compression    Compression     `json:"compression"`
 	Files          []File          `json:"files"`
 	Totals         Totals          `json:"totals"`
+	// Labels are the writer's own key/value pairs (ValidateLabels), for
+	// what the bucket must say about a snapshot so that a catalog can be
+	// rebuilt from it alone (the host records a snapshot's role and name,
+	// say). Storage gives them no meaning. Optional: absent in manifests
+	// written before it existed.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Committed is when the upload committed the manifest. Optional:
+	// absent in manifests written before it existed (Created is the best
+	// answer for those).
+	Committed time.Time `json:"committed,omitzero"`
+}
+
+// Bounds of Manifest.Labels, checked by ValidateLabels.
+const (
+	MaxLabels        = 32
+	MaxLabelValueLen = 1024
+)
+
+var labelKeyPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,62}$`)
+
+// ValidateLabels checks a manifest's labels: at most MaxLabels, each key
+// 1 to 63 of a-z, 0-9, '.', '_', '/', '-' starting with a letter or
+// digit, each value valid UTF-8 without control characters and at most
+// MaxLabelValueLen bytes. It reports every problem at once, wrapping
+// storage.ErrInvalidKey.
+func ValidateLabels(labels map[string]string) error {
+	var errs []error
+	if len(labels) > MaxLabels {
+		errs = append(errs, fmt.Errorf("%d labels, at most %d", len(labels), MaxLabels))
+	}
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the same input reports the same error
+	for _, k := range keys {
+		v := labels[k]
+		if !labelKeyPattern.MatchString(k) {
+			errs = append(errs, fmt.Errorf("label key %q (want 1-63 of a-z, 0-9, '.', '_', '/', '-', starting with a letter or digit)", k))
+		}
+		if len(v) > MaxLabelValueLen {
+			errs = append(errs, fmt.Errorf("label %s: value of %d bytes, at most %d", k, len(v), MaxLabelValueLen))
+		} else if !utf8.ValidString(v) || strings.IndexFunc(v, unicode.IsControl) >= 0 {
+			errs = append(errs, fmt.Errorf("label %s: value is not valid UTF-8 or holds a control character", k))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", storage.ErrInvalidKey, err)
+	}
+	return nil
 }
 
 // Compression records the policy that was actually applied.
@@ -221,6 +275,9 @@ func (m *Manifest) Validate() error {
 	}
 	if len(m.VM) > 0 && !json.Valid(m.VM) {
 		add("vm is not valid JSON")
+	}
+	if err := ValidateLabels(m.Labels); err != nil {
+		add("%v", err)
 	}
 	if alg, err := compression.ParseAlgorithm(m.Compression.Algorithm); err != nil || string(alg) != m.Compression.Algorithm {
 		add("compression algorithm %q (want zstd, lz4 or none, lower case)", m.Compression.Algorithm)

@@ -3,6 +3,7 @@ package snapshot
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,8 @@ func validManifest() *Manifest {
 	}
 	m.Totals = totals(m.Files)
 	m.Totals.NewStored = 1000
+	m.Labels = map[string]string{"hangar.role": "named", "hangar.snapshot.name": "before upgrade ✓"}
+	m.Committed = time.Date(2025, 1, 2, 3, 4, 9, 0, time.UTC)
 	return m
 }
 
@@ -72,6 +75,54 @@ func TestManifestFixtureV1(t *testing.T) {
 	}
 	if m.ID != "fixture-v1" || len(m.Files) != 2 || m.Totals.Holes != 1 || m.Files[0].Chunks[0].ChunkID().IsZero() {
 		t.Fatalf("fixture parsed to %+v", m)
+	}
+	// The optional fields added later are absent from it, and stay so.
+	if m.Labels != nil || !m.Committed.IsZero() {
+		t.Fatalf("fixture has labels %v, committed %v", m.Labels, m.Committed)
+	}
+	out, err := m.Marshal()
+	if err != nil || strings.Contains(string(out), `"labels"`) || strings.Contains(string(out), `"committed"`) {
+		t.Fatalf("re-encoded fixture (%v):\n%s", err, out)
+	}
+}
+
+func TestValidateLabels(t *testing.T) {
+	many := map[string]string{}
+	for i := range MaxLabels + 1 {
+		many[fmt.Sprintf("k%d", i)] = "v"
+	}
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		ok     bool
+	}{
+		{"none", nil, true},
+		{"typical", map[string]string{"hangar.role": "standby", "hangar.instance.name": "web 1", "a/b_c-d": ""}, true},
+		{"longest value", map[string]string{"k": strings.Repeat("é", MaxLabelValueLen/2)}, true},
+		{"upper-case key", map[string]string{"Role": "x"}, false},
+		{"empty key", map[string]string{"": "x"}, false},
+		{"key starting with a dot", map[string]string{".role": "x"}, false},
+		{"key too long", map[string]string{strings.Repeat("k", 64): "x"}, false},
+		{"key with a space", map[string]string{"a b": "x"}, false},
+		{"value too long", map[string]string{"k": strings.Repeat("v", MaxLabelValueLen+1)}, false},
+		{"control character", map[string]string{"k": "a\nb"}, false},
+		{"invalid UTF-8", map[string]string{"k": "\xff"}, false},
+		{"too many", many, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateLabels(tc.labels)
+			if (err == nil) != tc.ok {
+				t.Fatalf("ValidateLabels = %v, want ok %v", err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, storage.ErrInvalidKey) {
+				t.Fatalf("%v does not wrap storage.ErrInvalidKey", err)
+			}
+			m := validManifest()
+			m.Labels = tc.labels
+			if err := m.Validate(); (err == nil) != tc.ok || (err != nil && !errors.Is(err, storage.ErrCorrupt)) {
+				t.Fatalf("Validate = %v, want ok %v (or ErrCorrupt)", err, tc.ok)
+			}
+		})
 	}
 }
 

@@ -31,6 +31,8 @@ type Info struct {
 	Compression compression.Setting
 	// Created defaults to the time Upload starts.
 	Created time.Time
+	// Labels are recorded as Manifest.Labels (ValidateLabels).
+	Labels map[string]string
 }
 
 // FileSource is one local file to upload under a snapshot file name.
@@ -191,6 +193,7 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 		Hypervisor:     snap.Hypervisor,
 		ImageDigest:    snap.ImageDigest,
 		Compression:    Compression{Algorithm: string(snap.Compression.Algorithm), Level: snap.Compression.Level},
+		Labels:         snap.Labels,
 	}
 	newStored, err := r.uploadFiles(ctx, m, srcs, codec, opts)
 	if err != nil {
@@ -201,6 +204,7 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 	if err := lock.check(); err != nil {
 		return nil, fmt.Errorf("upload snapshot %s: %w", snap.ID, err)
 	}
+	m.Committed = time.Now().UTC()
 	committed, err := r.commit(ctx, m)
 	if err != nil {
 		return nil, err
@@ -217,6 +221,9 @@ func validateUpload(snap Info, files []FileSource, opts UploadOptions) error {
 	}
 	if len(snap.VM) > 0 && !json.Valid(snap.VM) {
 		errs = append(errs, errors.New("VM config is not valid JSON"))
+	}
+	if err := ValidateLabels(snap.Labels); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := snap.Compression.Codec(); err != nil {
 		errs = append(errs, fmt.Errorf("compression %q: %w", snap.Compression, err))

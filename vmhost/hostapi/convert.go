@@ -98,6 +98,23 @@ func policy(p *compression.Policy) *api.Compression {
 	return c
 }
 
+// specPolicy converts the snapshot policy of an instance spec (the
+// server validated it; the manager validates it again). nil stays nil.
+func specPolicy(sp *api.SnapshotPolicy) *compression.Policy {
+	if sp == nil || sp.Compression == nil {
+		return nil
+	}
+	c := sp.Compression
+	p := &compression.Policy{Enabled: c.Enabled, Level: c.Level}
+	if c.Algorithm != nil {
+		p.Algorithm = *c.Algorithm
+	}
+	if !p.IsSet() {
+		return nil
+	}
+	return p
+}
+
 // applied parses the manager's compression string ("zstd:1", "none").
 func applied(s string) *api.AppliedCompression {
 	alg, lvl, _ := strings.Cut(s, ":")

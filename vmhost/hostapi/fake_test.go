@@ -49,7 +49,8 @@ func (f *fakeManager) Create(ctx context.Context, spec manager.CreateSpec) (mana
 		return manager.Instance{}, fmt.Errorf("create: instance %s: %w", spec.ID, manager.ErrAlreadyExists)
 	}
 	now := time.Now().UTC()
-	in := manager.Instance{ID: spec.ID, Name: spec.Name, State: manager.StateCreating, MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, ImageDigest: f.digest, Created: now, Updated: now}
+	in := manager.Instance{ID: spec.ID, Name: spec.Name, State: manager.StateCreating, MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, ImageDigest: f.digest,
+		Image: spec.Image, SnapshotPolicy: spec.SnapshotPolicy, Created: now, Updated: now}
 	f.insts[spec.ID] = in
 	f.creates++
 	f.mu.Unlock()

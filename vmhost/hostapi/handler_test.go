@@ -539,3 +539,25 @@ func TestCloseCancelsOperations(t *testing.T) {
 	r2, _ := c.CreateHostInstanceWithResponse(ctx, "i-2", spec)
 	wantCode(t, "create after Close", r2.StatusCode(), r2.Body, api.ErrHostUnavailable)
 }
+
+// TestCreateRecordsPolicy: the instance spec's snapshot policy and image
+// name reach the manager (which records them in manifests) and come back
+// on the instance.
+func TestCreateRecordsPolicy(t *testing.T) {
+	f := newFake(testDigest)
+	_, _, c := serve(t, f, Options{})
+	ctx := context.Background()
+	sp := spec
+	sp.SnapshotPolicy = &api.SnapshotPolicy{Compression: &api.Compression{Algorithm: ptr("zstd"), Level: ptr(5)}}
+	r, err := c.CreateHostInstanceWithResponse(ctx, "i-1", sp)
+	if err != nil || r.JSON201 == nil {
+		t.Fatalf("create: %v %s", err, r.Body)
+	}
+	in, _ := f.Get(ctx, "i-1")
+	if p := in.SnapshotPolicy; p == nil || p.Algorithm != "zstd" || p.Level == nil || *p.Level != 5 || in.Image != "default" {
+		t.Fatalf("manager got policy %+v, image %q", p, in.Image)
+	}
+	if p := r.JSON201.SnapshotPolicy; p == nil || p.Compression == nil || *p.Compression.Level != 5 {
+		t.Fatalf("instance answered %s", r.Body)
+	}
+}

@@ -150,8 +150,8 @@ func (s *Server) CreateHostInstance(ctx context.Context, req hostapi.CreateHostI
 	}
 	defer done()
 	in, err := s.m.Create(op, manager.CreateSpec{
-		ID: req.Id, Name: spec.Name, ImageDigest: imageDigestOf(s, spec.Image),
-		MemoryMiB: int(spec.MemoryMib), VCPUs: int(spec.Vcpus),
+		ID: req.Id, Name: spec.Name, ImageDigest: imageDigestOf(s, spec.Image), Image: s.imageName(imageDigestOf(s, spec.Image)),
+		MemoryMiB: int(spec.MemoryMib), VCPUs: int(spec.Vcpus), SnapshotPolicy: specPolicy(spec.SnapshotPolicy),
 	})
 	if errors.Is(err, manager.ErrAlreadyExists) {
 		// Lost a race with a concurrent call for the same id: answer as

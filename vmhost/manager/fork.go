@@ -108,7 +108,7 @@ func (m *Manager) forkLocal(ctx context.Context, src *entry, sid string, spec Fo
 	base := src.meta.clone()
 	m.mu.Unlock()
 	e, done, err := m.reserve(Instance{
-		ID: spec.ID, Name: spec.Name, MemoryMiB: base.MemoryMiB, VCPUs: base.VCPUs,
+		ID: spec.ID, Name: spec.Name, MemoryMiB: base.MemoryMiB, VCPUs: base.VCPUs, Image: base.Image,
 		SnapshotPolicy: base.SnapshotPolicy,
 	}, "fork")
 	if err != nil {

@@ -82,9 +82,33 @@ const (
 	StorageError Storage = "error"
 )
 
-// Snapshot kinds.
+// Snapshot kinds (Manifest.Kind): what a snapshot holds.
 const (
+	// KindStandby: memory and device state; restoring it resumes the guest.
 	KindStandby = "standby"
+	// KindStopped: no memory, only the instance's config (ConfigFile);
+	// restoring it boots the guest afresh.
+	KindStopped = "stopped"
+)
+
+// Snapshot roles (LabelRole): why a snapshot was taken.
+const (
+	// RoleStandby: an instance's standby state; restoring it resumes that
+	// instance, and the next standby replaces it.
+	RoleStandby = "standby"
+	// RoleNamed: a snapshot taken by name while the instance goes on.
+	RoleNamed = "named"
+)
+
+// Labels the manager records in every manifest (snapshot.Info.Labels), so
+// that a server can rebuild its catalog from the bucket alone; the VM
+// itself is described by the manifest's vm record (vmRecord). See
+// docs/format.md, "What hosts record".
+const (
+	LabelRole         = "hangar.role"
+	LabelSnapshotName = "hangar.snapshot.name"
+	LabelInstanceName = "hangar.instance.name"
+	LabelImage        = "hangar.image"
 )
 
 // Progress is how far an upload (or download) got, in bytes.
@@ -135,8 +159,10 @@ type Instance struct {
 	State     State  `json:"state"`
 	MemoryMiB int    `json:"memory_mib"`
 	VCPUs     int    `json:"vcpus"`
-	// ImageDigest is the guest image the VM booted from.
+	// ImageDigest is the guest image the VM booted from; Image its name
+	// as the caller knows it ("default"), recorded in manifests.
 	ImageDigest string `json:"image_digest"`
+	Image       string `json:"image,omitempty"`
 	// SnapshotPolicy is the instance level of the compression precedence.
 	SnapshotPolicy *compression.Policy `json:"snapshot_policy,omitempty"`
 	// Snapshot is the current (last standby) snapshot, nil if none.

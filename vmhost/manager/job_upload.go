@@ -30,9 +30,27 @@ type jobRun struct {
 type vmRecord struct {
 	InstanceID     string              `json:"instance_id"`
 	Name           string              `json:"name"`
+	Image          string              `json:"image,omitempty"`
 	MemoryMiB      int                 `json:"memory_mib"`
 	VCPUs          int                 `json:"vcpus"`
 	SnapshotPolicy *compression.Policy `json:"snapshot_policy,omitempty"`
+}
+
+// recordOf is the vm record of an instance.
+func recordOf(in *Instance) vmRecord {
+	return vmRecord{InstanceID: in.ID, Name: in.Name, Image: in.Image, MemoryMiB: in.MemoryMiB, VCPUs: in.VCPUs, SnapshotPolicy: clonePolicy(in.SnapshotPolicy)}
+}
+
+// labels are the manifest labels of j's snapshot of the instance rec.
+func (j *Job) labels(rec vmRecord) map[string]string {
+	l := map[string]string{LabelRole: j.role(), LabelInstanceName: rec.Name}
+	if j.Name != "" {
+		l[LabelSnapshotName] = j.Name
+	}
+	if rec.Image != "" {
+		l[LabelImage] = rec.Image
+	}
+	return l
 }
 
 // startJobLocked runs j in the background. A closed manager starts
@@ -156,7 +174,7 @@ func (m *Manager) uploadOnce(ctx context.Context, jr *jobRun) (*snapshot.Manifes
 	j := *jr.job
 	var rec vmRecord
 	if e := m.insts[j.InstanceID]; e != nil {
-		rec = vmRecord{InstanceID: e.meta.ID, Name: e.meta.Name, MemoryMiB: e.meta.MemoryMiB, VCPUs: e.meta.VCPUs, SnapshotPolicy: clonePolicy(e.meta.SnapshotPolicy)}
+		rec = recordOf(&e.meta)
 	}
 	m.mu.Unlock()
 	dir := m.dirs.snapshotDir(j.ID)
@@ -175,7 +193,7 @@ func (m *Manager) uploadOnce(ctx context.Context, jr *jobRun) (*snapshot.Manifes
 	snap := snapshot.Info{
 		ID: j.ID, SourceInstance: j.InstanceID, Kind: KindStandby, VM: vm,
 		Hypervisor: m.hypervisorID(), ImageDigest: info.Boot.ImageDigest, Compression: j.setting(),
-		Created: info.Created,
+		Created: info.Created, Labels: j.labels(rec),
 	}
 	var files []snapshot.FileSource
 	for _, name := range []string{vmhost.MemoryFile, vmhost.DeviceStateFile, vmhost.SnapshotInfoFile} {

@@ -335,7 +335,10 @@ type CreateSpec struct {
 	ID   string `json:"id,omitempty"`
 	Name string `json:"name"`
 	// ImageDigest, when set, must be this host's image digest.
-	ImageDigest    string              `json:"image_digest,omitempty"`
+	ImageDigest string `json:"image_digest,omitempty"`
+	// Image is the image's name as the caller knows it ("default"); it is
+	// recorded in the instance's manifests.
+	Image          string              `json:"image,omitempty"`
 	MemoryMiB      int                 `json:"memory_mib"`
 	VCPUs          int                 `json:"vcpus"`
 	SnapshotPolicy *compression.Policy `json:"snapshot_policy,omitempty"`
@@ -428,7 +431,7 @@ func (m *Manager) Create(ctx context.Context, spec CreateSpec) (Instance, error)
 		spec.ID = newID("i")
 	}
 	e, done, err := m.reserve(Instance{
-		ID: spec.ID, Name: spec.Name, MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs,
+		ID: spec.ID, Name: spec.Name, MemoryMiB: spec.MemoryMiB, VCPUs: spec.VCPUs, Image: spec.Image,
 		SnapshotPolicy: clonePolicy(spec.SnapshotPolicy),
 	}, "create")
 	if err != nil {

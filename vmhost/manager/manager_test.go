@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -33,7 +34,13 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 	store := bucketStore(t)
 	a := newHost(t, "a", store, hostOpts{})
 	b := newHost(t, "b", store, hostOpts{})
-	in := a.create("traveller")
+	// What the server passes: the image's name and the instance policy,
+	// which the manifests carry for a server rebuilding its catalog.
+	policy := &compression.Policy{Algorithm: "lz4", Level: ptr(2)}
+	in, err := a.m.Create(ctx, CreateSpec{Name: "traveller", Image: "default", MemoryMiB: guestMiB, VCPUs: 1, SnapshotPolicy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
 	id := in.ID
 	token, before := writeToken(t, a.agentOf(id))
 
@@ -80,6 +87,15 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 		if got := (compression.Setting{Algorithm: compression.Algorithm(man.Compression.Algorithm), Level: man.Compression.Level}).String(); got != hop.want {
 			t.Fatalf("hop %d: manifest compression %s, want %s", i, got, hop.want)
 		}
+		var rec vmRecord
+		if err := json.Unmarshal(man.VM, &rec); err != nil || rec.Image != "default" || rec.Name != "traveller" ||
+			rec.SnapshotPolicy == nil || rec.SnapshotPolicy.Algorithm != "lz4" || *rec.SnapshotPolicy.Level != 2 {
+			t.Fatalf("hop %d: manifest vm record %s (%v)", i, man.VM, err)
+		}
+		if l := man.Labels; l[LabelRole] != RoleStandby || l[LabelInstanceName] != "traveller" || l[LabelImage] != "default" || l[LabelSnapshotName] != "" ||
+			man.Committed.Before(man.Created) {
+			t.Fatalf("hop %d: manifest labels %v, created %v, committed %v", i, l, man.Created, man.Committed)
+		}
 		// The instance moves: the server would forget it on the source.
 		if err := hop.from.m.Delete(ctx, id); err != nil {
 			t.Fatalf("hop %d: delete on source: %v", i, err)
@@ -91,7 +107,8 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 			t.Fatalf("hop %d: restore on %s: %v", i, hop.to.name, err)
 		}
 		t.Logf("hop %d: restore on %s took %v", i, hop.to.name, time.Since(start))
-		if r.ID != id || r.Name != "traveller" || r.State != StateRunning || r.MemoryMiB != guestMiB {
+		if r.ID != id || r.Name != "traveller" || r.State != StateRunning || r.MemoryMiB != guestMiB || r.Image != "default" ||
+			r.SnapshotPolicy == nil || r.SnapshotPolicy.Algorithm != "lz4" || r.RestoredFrom != sid {
 			t.Fatalf("hop %d: restored %+v", i, r)
 		}
 		if i == 0 && hop.to.counter("hangar.host.restore.chunks", attribute.String("source", "store")) == storeChunks {

@@ -316,7 +316,7 @@ func (m *Manager) createFromCentral(ctx context.Context, man *snapshot.Manifest,
 		return Instance{}, err
 	}
 	e, done, err := m.reserve(Instance{
-		ID: spec.ID, Name: spec.Name, MemoryMiB: rec.MemoryMiB, VCPUs: rec.VCPUs,
+		ID: spec.ID, Name: spec.Name, MemoryMiB: rec.MemoryMiB, VCPUs: rec.VCPUs, Image: rec.Image,
 		SnapshotPolicy: rec.SnapshotPolicy,
 		Snapshot:       centralRef(man),
 	}, op)

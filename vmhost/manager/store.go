@@ -107,18 +107,29 @@ type Job struct {
 	Kind       string `json:"kind"`
 	InstanceID string `json:"instance_id"`
 	// Compression is the setting resolved at standby time.
-	Algorithm string    `json:"algorithm"`
-	Level     int       `json:"level"`
-	State     JobState  `json:"state"`
-	Attempts  int       `json:"attempts"`
-	Error     string    `json:"error,omitempty"`
-	Progress  Progress  `json:"progress"`
-	Created   time.Time `json:"created"`
-	Updated   time.Time `json:"updated"`
+	Algorithm string `json:"algorithm"`
+	Level     int    `json:"level"`
+	// Role is the snapshot's role (RoleStandby when empty, as in jobs
+	// written before roles existed); Name a named snapshot's name.
+	Role     string    `json:"role,omitempty"`
+	Name     string    `json:"name,omitempty"`
+	State    JobState  `json:"state"`
+	Attempts int       `json:"attempts"`
+	Error    string    `json:"error,omitempty"`
+	Progress Progress  `json:"progress"`
+	Created  time.Time `json:"created"`
+	Updated  time.Time `json:"updated"`
 }
 
 // JobKindUpload is the kind of upload jobs.
 const JobKindUpload = "upload"
+
+func (j *Job) role() string {
+	if j.Role == "" {
+		return RoleStandby
+	}
+	return j.Role
+}
 
 func (j *Job) setting() compression.Setting {
 	return compression.Setting{Algorithm: compression.Algorithm(j.Algorithm), Level: j.Level}
