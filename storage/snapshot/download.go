@@ -43,11 +43,16 @@ type DownloadOptions struct {
 
 // DownloadStats say where a download's chunks came from. A chunk id that
 // appears several times in the snapshot is fetched once and counted once in
-// ChunksFromCache or ChunksFromStore; Reused counts its other positions.
+// ChunksFromCache, ChunksFromStore or ChunksShared; Reused counts its other
+// positions. A fetch shared by concurrent downloads on one Repo (forks) is
+// counted in the From* fields of the download that ran it only; the others
+// count it in ChunksShared, so that summing stats over downloads counts
+// every fetch once.
 type DownloadStats struct {
 	Files           int
 	ChunksFromCache int
 	ChunksFromStore int
+	ChunksShared    int // taken from another download's fetch in flight
 	BytesFromCache  int64 // stored bytes
 	BytesFromStore  int64 // stored bytes
 	Reused          int
@@ -71,6 +76,7 @@ type fetched struct {
 	raw       []byte
 	fromCache bool
 	stored    int
+	joined    bool // this caller took another's fetch in flight (per caller: set on its copy)
 }
 
 // download is one Download call's state.
@@ -205,10 +211,13 @@ func (d *download) one(ctx context.Context, id chunk.ID, ts []target) error {
 		}
 	}
 	d.mu.Lock()
-	if f.fromCache {
+	switch {
+	case f.joined:
+		d.stats.ChunksShared++
+	case f.fromCache:
 		d.stats.ChunksFromCache++
 		d.stats.BytesFromCache += int64(f.stored)
-	} else {
+	default:
 		d.stats.ChunksFromStore++
 		d.stats.BytesFromStore += int64(f.stored)
 	}
@@ -313,7 +322,9 @@ func (r *Repo) fetch(ctx context.Context, id chunk.ID, cache ChunkCache) (fetche
 	// A shared fetch runs under the first caller's ctx: if that caller
 	// gives up, the others try again under their own.
 	for attempt := 0; ; attempt++ {
+		ran := false // the function runs in the caller that leads the flight
 		v, err, shared := r.fetches.Do(id.String(), func() (any, error) {
+			ran = true
 			return r.fetchOne(ctx, id, cache)
 		})
 		if err != nil {
@@ -322,7 +333,9 @@ func (r *Repo) fetch(ctx context.Context, id chunk.ID, cache ChunkCache) (fetche
 			}
 			return fetched{}, false, err
 		}
-		return v.(fetched), shared, nil
+		f := v.(fetched)
+		f.joined = !ran
+		return f, shared, nil
 	}
 }
 

@@ -341,6 +341,15 @@ func TestForks(t *testing.T) {
 		t.Fatalf("host b read %d chunk objects (%d read more than once: %v); the snapshot has %d distinct chunks", n, len(twice), twice, len(distinct))
 	}
 	t.Logf("3 forks on b: %d distinct chunks, each read from the store once", n)
+	// The metric counts each store read once, however the forks shared
+	// their fetches: the others count those chunks as shared.
+	fromStore := b.counter("hangar.host.restore.chunks", attribute.String("source", "store"))
+	fromCache := b.counter("hangar.host.restore.chunks", attribute.String("source", "cache"))
+	sharedN := b.counter("hangar.host.restore.chunks", attribute.String("source", "shared"))
+	if fromStore != int64(len(distinct)) || fromStore+fromCache+sharedN != 3*int64(len(distinct)) {
+		t.Fatalf("restore.chunks: store %d, cache %d, shared %d; want store %d and %d in all", fromStore, fromCache, sharedN, len(distinct), 3*len(distinct))
+	}
+	t.Logf("restore.chunks on b: store %d, cache %d, shared %d", fromStore, fromCache, sharedN)
 
 	// The source is untouched and can still be restored.
 	if _, err := a.m.Restore(ctx, id); err != nil {

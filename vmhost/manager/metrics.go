@@ -64,7 +64,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		metric.WithDescription("Time to get a snapshot's files ready for a restore or fork, by source: local, cache, remote."), metric.WithUnit("s"))
 	errs = append(errs, err)
 	ins.chunks, err = m.Int64Counter("hangar.host.restore.chunks",
-		metric.WithDescription("Chunks a restore or fork needed, by where they came from: cache (hit) or store (miss)."), metric.WithUnit("{chunk}"))
+		metric.WithDescription("Chunks a restore or fork needed, by where they came from: cache (hit), store (miss, fetched), or shared (taken from a concurrent restore's or fork's fetch, which counted it): store counts every chunk fetched from the store once."), metric.WithUnit("{chunk}"))
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("manager metrics: %w", err)
@@ -103,5 +103,8 @@ func (ins *instruments) prepared(source string, d time.Duration, st snapshot.Dow
 	}
 	if st.ChunksFromStore > 0 {
 		ins.chunks.Add(ctx, int64(st.ChunksFromStore), metric.WithAttributes(attribute.String("source", "store")))
+	}
+	if st.ChunksShared > 0 {
+		ins.chunks.Add(ctx, int64(st.ChunksShared), metric.WithAttributes(attribute.String("source", "shared")))
 	}
 }

@@ -267,11 +267,11 @@ func (m *Manager) fetch(ctx context.Context, man *snapshot.Manifest) (string, er
 		return "", fmt.Errorf("download snapshot %s: %w", man.ID, err)
 	}
 	source := sourceRemote
-	if st.ChunksFromStore == 0 {
-		source = sourceCache
+	if st.ChunksFromStore == 0 && st.ChunksShared == 0 {
+		source = sourceCache // a shared fetch may have gone to the store: not counted as cache
 	}
 	m.met.prepared(source, time.Since(start), st)
-	m.log.Info("snapshot downloaded", "snapshot", man.ID, "source", source, "from_cache", st.ChunksFromCache, "from_store", st.ChunksFromStore,
+	m.log.Info("snapshot downloaded", "snapshot", man.ID, "source", source, "from_cache", st.ChunksFromCache, "from_store", st.ChunksFromStore, "shared", st.ChunksShared,
 		"bytes_from_store", st.BytesFromStore, "duration", time.Since(start))
 	return dl, nil
 }
