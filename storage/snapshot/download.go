@@ -52,7 +52,7 @@ type DownloadStats struct {
 	Files           int
 	ChunksFromCache int
 	ChunksFromStore int
-	ChunksShared    int // taken from another download's fetch in flight
+	ChunksShared    int   // taken from another download's fetch in flight
 	BytesFromCache  int64 // stored bytes
 	BytesFromStore  int64 // stored bytes
 	Reused          int
