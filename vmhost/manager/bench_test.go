@@ -40,6 +40,13 @@ func benchStandby[O any](ctx context.Context, standby func(context.Context, stri
 	return standby(ctx, id, none)
 }
 
+// quiet keeps the managers' logs out of benchmark output (a benchmark
+// prints every b.Log); failures still print through Fatal.
+type quiet struct{ *testing.B }
+
+func (quiet) Log(...any)          {}
+func (quiet) Logf(string, ...any) {}
+
 var benchConfig = Config{CompressionDefault: &compression.Policy{Algorithm: "zstd"}}
 
 // BenchmarkStandby times Standby alone; between iterations the guest is
@@ -47,7 +54,7 @@ var benchConfig = Config{CompressionDefault: &compression.Policy{Algorithm: "zst
 // again, so that every standby finds fresh dirty memory.
 func BenchmarkStandby(b *testing.B) {
 	ctx := context.Background()
-	a := newHost(b, "a", bucketStore(b), hostOpts{cfg: benchConfig})
+	a := newHost(quiet{b}, "a", bucketStore(b), hostOpts{cfg: benchConfig})
 	id := a.create("bench").ID
 	b.SetBytes(guestMiB << 20)
 	b.ResetTimer()
@@ -72,7 +79,7 @@ func BenchmarkStandby(b *testing.B) {
 func BenchmarkRestoreSnapshot(b *testing.B) {
 	ctx := context.Background()
 	store := bucketStore(b)
-	a := newHost(b, "a", store, hostOpts{cfg: benchConfig})
+	a := newHost(quiet{b}, "a", store, hostOpts{cfg: benchConfig})
 	in := a.create("bench")
 	fillGuest(b, a.agentOf(in.ID))
 	st, err := benchStandby(ctx, a.m.Standby, in.ID)
@@ -97,11 +104,11 @@ func BenchmarkRestoreSnapshot(b *testing.B) {
 		b.SetBytes(nonZero)
 		b.StopTimer()
 		for i := range b.N {
-			restore(b, newHost(b, fmt.Sprintf("cold%d", i), store, hostOpts{cfg: benchConfig}), i)
+			restore(b, newHost(quiet{b}, fmt.Sprintf("cold%d", i), store, hostOpts{cfg: benchConfig}), i)
 		}
 	})
 	b.Run("warm", func(b *testing.B) {
-		h := newHost(b, "warm", store, hostOpts{cfg: benchConfig})
+		h := newHost(quiet{b}, "warm", store, hostOpts{cfg: benchConfig})
 		b.SetBytes(nonZero)
 		b.StopTimer()
 		restore(b, h, 0) // fills the cache
