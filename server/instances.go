@@ -473,9 +473,22 @@ func (s *Server) resumeLocked(ctx context.Context, r *instanceRec, sr *snapshotR
 }
 
 // placeForSnapshotLocked places a restore or fork of sr: the holder of its
-// files first. A snapshot that is not central yet can only be read where
-// its files are, or elsewhere after its upload commits; if the only holder
-// is unavailable there is nothing to wait for (503 host_unavailable).
+// files first. A snapshot that is not central yet (local, uploading) can
+// only be read where its files are, or elsewhere after its upload commits.
+// The choice, explicitly:
+//
+//   - no host asked: the holder (the origin), which resumes at once from
+//     its local files (a restore there preempts the upload; a fork reads
+//     beside it); another host only when no holder has room, and then the
+//     request waits for the commit (waitCentralFor);
+//   - another host asked: honoured; the request waits for the commit on
+//     the server (ctx-aware: the caller's request bounds it; a failed
+//     upload ends it with 409 invalid_state), and the host, which only
+//     sees the snapshot once its manifest is in the bucket, waits for the
+//     manifest too (bounded by its commit_wait) in case the server's view
+//     ran ahead of the bucket's;
+//   - the only holders unavailable: nothing to wait for, 503
+//     host_unavailable.
 func (s *Server) placeForSnapshotLocked(ctx context.Context, op string, sr *snapshotRec, d demand) (string, HostClient, error) {
 	if sr.snap.State != api.SnapshotStateCentral {
 		reachable := false

@@ -100,7 +100,7 @@ func newRealHost(t *testing.T, store storage.Store) *realHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := manager.Open(context.Background(), manager.Config{DataDir: filepath.Join(root, "d"), UploadRetry: manager.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}},
+	m, err := manager.Open(context.Background(), manager.Config{DataDir: filepath.Join(root, "d"), CommitWait: 200 * time.Millisecond, UploadRetry: manager.Backoff{Initial: 200 * time.Millisecond, Max: time.Second}},
 		manager.Deps{Hypervisor: d, Image: im, Repo: repo, Cache: ch, Logger: log, Meter: meter})
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,11 @@ type Config struct {
 	ResumeTimeout time.Duration
 	// StopTimeout bounds a clean stop before the VM is killed; default 30s.
 	StopTimeout time.Duration
+	// CommitWait bounds how long a restore or fork of a snapshot that
+	// this host does not hold waits for its manifest to appear in central
+	// storage (its upload may still be running on another host); default
+	// 2 minutes, negative: no wait (absent at once is ErrNotFound).
+	CommitWait time.Duration
 }
 
 // Backoff is an exponential backoff with jitter.
@@ -85,6 +90,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StopTimeout == 0 {
 		c.StopTimeout = 30 * time.Second
+	}
+	if c.CommitWait == 0 {
+		c.CommitWait = 2 * time.Minute
 	}
 	c.QEMU = c.QEMU.WithDefaults()
 	if c.DataDir != "" {

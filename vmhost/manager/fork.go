@@ -49,7 +49,7 @@ func (m *Manager) Fork(ctx context.Context, source string, spec ForkSpec) (Insta
 		}()
 		in, err = m.forkLocal(ctx, src, sid, spec)
 	} else {
-		man, rec, merr := m.centralManifest(ctx, sid)
+		man, rec, merr := m.committedManifest(ctx, sid)
 		if merr != nil {
 			return Instance{}, fmt.Errorf("fork %s: %w", source, merr)
 		}

@@ -364,7 +364,7 @@ func TestForks(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	ctx := context.Background()
 	store := bucketStore(t)
-	a := newHost(t, "a", store, hostOpts{})
+	a := newHost(t, "a", store, hostOpts{cfg: Config{CommitWait: 200 * time.Millisecond}})
 	id := a.create("victim").ID
 
 	t.Run("unknown ids", func(t *testing.T) {

@@ -251,6 +251,40 @@ func (m *Manager) centralManifest(ctx context.Context, sid string) (*snapshot.Ma
 	return man, rec, nil
 }
 
+// committedManifest is centralManifest, waiting for a snapshot that is not
+// committed yet: its upload may be running on another host, and a restore
+// that lands here meanwhile waits for the commit (DESIGN §5). It polls
+// with a growing interval, up to Config.CommitWait and while ctx lasts;
+// then the not-found error stands.
+func (m *Manager) committedManifest(ctx context.Context, sid string) (*snapshot.Manifest, vmRecord, error) {
+	man, rec, err := m.centralManifest(ctx, sid)
+	if !errors.Is(err, ErrNotFound) || ValidateID(sid) != nil || m.cfg.CommitWait <= 0 {
+		return man, rec, err
+	}
+	m.log.Info("snapshot not committed yet; waiting for its manifest", "snapshot", sid, "max_wait", m.cfg.CommitWait)
+	deadline := time.NewTimer(m.cfg.CommitWait)
+	defer deadline.Stop()
+	for delay := 100 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, rec, fmt.Errorf("%w (gave up waiting for its commit: %w)", err, context.Cause(ctx))
+		case <-deadline.C:
+			t.Stop()
+			return nil, rec, fmt.Errorf("%w (not committed within %v)", err, m.cfg.CommitWait)
+		case <-m.bg.Done():
+			t.Stop()
+			return nil, rec, fmt.Errorf("%w: %w", ErrClosed, err)
+		case <-t.C:
+		}
+		man, rec, err = m.centralManifest(ctx, sid)
+		if !errors.Is(err, ErrNotFound) {
+			return man, rec, err
+		}
+	}
+}
+
 // fetch downloads man's files into a fresh directory and returns it. A
 // corrupt chunk (storage.ErrCorrupt) or any other failure leaves nothing.
 // Concurrent fetches of one snapshot (forks) fetch each chunk once: the
@@ -286,13 +320,15 @@ type ForkSpec struct {
 }
 
 // RestoreSnapshot creates an instance on this host from a committed
-// snapshot that this host may never have seen, and resumes it. The
+// snapshot that this host may never have seen, and resumes it. A snapshot
+// not committed yet is waited for, up to Config.CommitWait and while ctx
+// lasts (its upload may still run on another host); then ErrNotFound. The
 // instance takes spec.ID (default: the snapshot's source instance id) and
 // spec.Name (default: the source's name). A snapshot for another guest
 // image or hypervisor is refused (vmhost.ErrSnapshotMismatch), a corrupt
 // chunk fails the download (storage.ErrCorrupt) and no VM is resumed.
 func (m *Manager) RestoreSnapshot(ctx context.Context, snapshotID string, spec ForkSpec) (Instance, error) {
-	man, rec, err := m.centralManifest(ctx, snapshotID)
+	man, rec, err := m.committedManifest(ctx, snapshotID)
 	if err != nil {
 		return Instance{}, fmt.Errorf("restore snapshot: %w", err)
 	}
