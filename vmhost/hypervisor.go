@@ -123,6 +123,20 @@ type VM interface {
 	// like any other.
 	Standby(ctx context.Context, dir string) (SnapshotInfo, error)
 
+	// Snapshot writes a snapshot of the VM into dir (created if needed)
+	// and lets the guest go on: it pauses the VM, writes its device state,
+	// makes dir/memory a private copy of the guest's RAM while paused (a
+	// clone where the filesystem shares extents, else a sparse copy; dir
+	// must be on the memory file's filesystem), resumes the guest, then
+	// makes the files durable and writes SnapshotInfoFile last. The
+	// guest's downtime is the pause to the resume (PauseDuration). The
+	// snapshot restores like a standby's.
+	//
+	// On failure the guest is resumed as it was (running stays running),
+	// and dir holds no SnapshotInfoFile (partial files are removed). If
+	// the hypervisor exits meanwhile the error wraps ErrVMExited.
+	Snapshot(ctx context.Context, dir string) (SnapshotInfo, error)
+
 	// Stop ends the VM without saving anything: a quit through the control
 	// socket, then SIGKILL if it has not exited when ctx ends. Stopping an
 	// exited VM is not an error. The memory file is left in place.

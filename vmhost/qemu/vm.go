@@ -368,6 +368,99 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	return info, nil
 }
 
+// Snapshot implements vmhost.VM. QEMU resumes with "cont" after a
+// completed migration (its run state is postmigrate then), so the same
+// device-state migration as Standby serves, without the quit.
+func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, error) {
+	v.opMu.Lock()
+	defer v.opMu.Unlock()
+	var info vmhost.SnapshotInfo
+	prev := v.State()
+	if prev != vmhost.StateRunning && prev != vmhost.StatePaused {
+		return info, fmt.Errorf("snapshot vm %s: %w: %s", v.m.Config.Name, vmhost.ErrInvalidState, prev)
+	}
+	cfg := v.m.Config
+	memDst := filepath.Join(dir, vmhost.MemoryFile)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+	if err := sameFilesystem(dir, v.paths.Memory); err != nil {
+		return info, fmt.Errorf("snapshot: %w: %w", vmhost.ErrInvalidConfig, err)
+	}
+	if _, err := os.Lstat(memDst); err == nil || memDst == v.paths.Memory {
+		return info, fmt.Errorf("snapshot: %w: %s already exists", vmhost.ErrInvalidState, memDst)
+	}
+	log := v.d.log.With("vm", cfg.Name, "dir", dir)
+	cleanup := func() {
+		os.Remove(memDst)
+		os.Remove(filepath.Join(dir, vmhost.DeviceStateFile))
+	}
+
+	start := time.Now()
+	var (
+		devBytes int64
+		method   string
+	)
+	err := v.execute(ctx, "stop", nil, nil)
+	if err == nil {
+		v.setState(vmhost.StatePaused)
+		devBytes, err = v.saveDeviceState(ctx, dir)
+	}
+	if err == nil {
+		// The guest is paused: the RAM in the file matches the device
+		// state just written. The copy reads the page cache, which is
+		// what the guest wrote, synced or not.
+		method, err = vmhost.CopySparse(v.paths.Memory, memDst)
+	}
+	// Resume whatever happened: the guest was running and nothing of it
+	// is lost.
+	var resumeErr error
+	if prev == vmhost.StateRunning && !v.State().Exited() {
+		if resumeErr = v.execute(context.WithoutCancel(ctx), "cont", nil, nil); resumeErr == nil {
+			v.setState(vmhost.StateRunning)
+		}
+	}
+	pause := time.Since(start)
+	if err == nil && resumeErr != nil {
+		err = fmt.Errorf("resume after snapshot: %w", v.exitErr(resumeErr))
+	}
+	if err == nil {
+		err = syncFile(memDst)
+	}
+	if err == nil {
+		err = vmhost.SyncDir(dir)
+	}
+	if err != nil {
+		cleanup()
+		if resumeErr != nil && err != resumeErr {
+			err = errors.Join(err, fmt.Errorf("resume after failed snapshot: %w", resumeErr))
+		}
+		log.Warn("snapshot failed", "err", err)
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+	info = vmhost.SnapshotInfo{
+		Version:           vmhost.SnapshotInfoVersion,
+		Hypervisor:        Name,
+		HypervisorVersion: v.d.version,
+		Machine:           v.m.Machine,
+		CPU:               v.m.CPU,
+		Accel:             v.m.Accel,
+		MemoryMiB:         cfg.MemoryMiB,
+		VCPUs:             cfg.VCPUs,
+		Boot:              cfg.Boot,
+		MemoryBytes:       int64(cfg.MemoryMiB) << 20,
+		DeviceStateBytes:  devBytes,
+		Created:           start.UTC(),
+		PauseDuration:     pause,
+	}
+	if err := vmhost.WriteSnapshotInfo(dir, info); err != nil {
+		cleanup()
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+	log.Info("vm snapshot taken, guest running", "paused", pause, "copy", method, "durable_after", time.Since(start), "device_state_bytes", devBytes)
+	return info, nil
+}
+
 // saveDeviceState migrates the paused VM's device state (not its RAM,
 // which x-ignore-shared leaves in the shared memory file) into
 // dir/device-state, durably. Nothing under that name is visible unless it
