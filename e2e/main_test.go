@@ -29,7 +29,12 @@ func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
 	var err error
-	if runRoot, err = os.MkdirTemp("", "hge2e"); err != nil {
+	// A long $TMPDIR would push QEMU's socket paths past 107 bytes.
+	base := os.TempDir()
+	if len(base) > 40 {
+		base = "/tmp"
+	}
+	if runRoot, err = os.MkdirTemp(base, "hge2e"); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -150,5 +151,28 @@ func killLeftovers(root string) {
 		if _, err := fmt.Sscanf(l, "pid %d:", &pid); err == nil {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+}
+
+// TestLeftovers: the end-of-run check finds a process by its arguments
+// and kills it, so a leaked QEMU or daemon cannot go unnoticed.
+func TestLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	p, err := startProc("sleeper", filepath.Join(dir, "sleeper.log"), nil, "/bin/sh", "-c", "sleep 60; echo "+dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop(time.Second)
+	if got := leftovers(dir); len(got) != 1 || !strings.Contains(got[0], dir) {
+		t.Fatalf("leftovers(%s) = %q, want the sleeper", dir, got)
+	}
+	killLeftovers(dir)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("killLeftovers did not kill the sleeper")
+	}
+	if got := leftovers(dir); len(got) != 0 {
+		t.Fatalf("after killLeftovers: %q", got)
 	}
 }
