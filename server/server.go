@@ -246,6 +246,7 @@ func (s *Server) Close() error {
 		s.stop()
 		s.wg.Wait()
 		err = errors.Join(s.saveCatalog(), s.provider.Shutdown(context.Background()))
+		s.log.Info("server closed", "catalog_saved", err == nil)
 	})
 	return err
 }

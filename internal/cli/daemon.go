@@ -83,8 +83,18 @@ Logs are JSON on stderr.`,
 			if err != nil {
 				return err
 			}
-			if err := s.Run(cmd.Context()); err != nil && !errors.Is(err, cmd.Context().Err()) {
-				return fmt.Errorf("server: %w", err)
+			runErr := s.Run(cmd.Context())
+			if errors.Is(runErr, cmd.Context().Err()) {
+				runErr = nil
+			}
+			// Close stops the catalog sync and writes the catalog cache a
+			// last time: what the server learned since the last periodic
+			// write (names, tombstones of deleted instances) survives.
+			if err := s.Close(); err != nil {
+				runErr = errors.Join(runErr, fmt.Errorf("close server: %w", err))
+			}
+			if runErr != nil {
+				return fmt.Errorf("server: %w", runErr)
 			}
 			log.Info("hangar server stopped")
 			return nil

@@ -84,12 +84,14 @@ func TestServerRuns(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
+	stateDir := filepath.Join(t.TempDir(), "state")
 	env := map[string]string{
 		"HANGAR_AUTH_USER_TOKEN":    testToken,
 		"HANGAR_AUTH_CLUSTER_TOKEN": "cluster-token-0123456789",
 		"HANGAR_STORE_KIND":         "fs",
 		"HANGAR_STORE_DIR":          t.TempDir(),
 		"HANGAR_LISTEN":             addr,
+		"HANGAR_STATE_DIR":          stateDir,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
@@ -118,6 +120,13 @@ func TestServerRuns(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("server did not stop")
+	}
+	// The server was closed on the way out: its catalog cache is on disk.
+	if !strings.Contains(logs.String(), `"msg":"server closed","component":"server","catalog_saved":true`) {
+		t.Errorf("the server was not closed at exit (catalog cache not written)\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(stateDir, "catalog.json")); err != nil {
+		t.Errorf("catalog cache after exit: %v", err)
 	}
 	// Logs are JSON lines and never hold a token.
 	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
