@@ -133,6 +133,11 @@ type SnapshotConfig struct {
 	// KeepLocalAfterCommit keeps a standby's raw files after its upload
 	// committed (a restore here then needs no download).
 	KeepLocalAfterCommit bool `yaml:"keep_local_after_commit"`
+	// CommitWait bounds how long a restore or fork of a snapshot this host
+	// does not hold waits for the snapshot's upload (on another host) to
+	// commit before it gives up; default 2m, at most 1h. Negative: no
+	// wait, a snapshot not committed yet is not found at once.
+	CommitWait time.Duration `yaml:"commit_wait"`
 }
 
 // Defaults, in one place.
@@ -142,6 +147,8 @@ const (
 	DefaultCacheMaxBytes     = 10 << 30
 	DefaultUploadConcurrency = 2
 	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultCommitWait        = 2 * time.Minute
+	maxCommitWait            = time.Hour
 	// hostReserveMiB is kept for the host itself when capacity is derived
 	// from the machine.
 	hostReserveMiB = 1024
@@ -180,6 +187,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Snapshot.CompressionDefault == nil || !c.Snapshot.CompressionDefault.IsSet() {
 		c.Snapshot.CompressionDefault = &compression.Policy{Algorithm: string(compression.Zstd)}
+	}
+	if c.Snapshot.CommitWait == 0 {
+		c.Snapshot.CommitWait = DefaultCommitWait
 	}
 	if c.UploadConcurrency == 0 {
 		c.UploadConcurrency = DefaultUploadConcurrency
@@ -265,6 +275,9 @@ func (c Config) Validate() error {
 	if err := c.Snapshot.CompressionDefault.Validate(); err != nil {
 		add("snapshot.compression_default: %w", err)
 	}
+	if c.Snapshot.CommitWait > maxCommitWait {
+		add("snapshot.commit_wait: %v, want at most %v (negative: no wait)", c.Snapshot.CommitWait, maxCommitWait)
+	}
 	if c.UploadConcurrency < 1 || c.UploadConcurrency > 64 {
 		add("upload_concurrency: %d, want 1-64", c.UploadConcurrency)
 	}
@@ -296,6 +309,19 @@ func (s StoreConfig) kind() string {
 		return StoreS3
 	}
 	return ""
+}
+
+// managerConfig is the instance manager's part of c; qs are the QEMU
+// settings the daemon resolved.
+func (c Config) managerConfig(qs qemu.Settings) manager.Config {
+	return manager.Config{
+		DataDir:              c.DataDir,
+		QEMU:                 qs,
+		KeepLocalAfterCommit: c.Snapshot.KeepLocalAfterCommit,
+		CompressionDefault:   c.Snapshot.CompressionDefault,
+		UploadConcurrency:    c.UploadConcurrency,
+		CommitWait:           c.Snapshot.CommitWait,
+	}
 }
 
 func (c Config) qemuSettings() qemu.Settings {

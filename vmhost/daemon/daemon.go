@@ -150,13 +150,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("qemu: %w", err)
 	}
 	down.add(drv.Close) // kills the VMs it still runs
-	mgr, err := manager.Open(ctx, manager.Config{
-		DataDir:              cfg.DataDir,
-		QEMU:                 qs,
-		KeepLocalAfterCommit: cfg.Snapshot.KeepLocalAfterCommit,
-		CompressionDefault:   cfg.Snapshot.CompressionDefault,
-		UploadConcurrency:    cfg.UploadConcurrency,
-	}, manager.Deps{Hypervisor: drv, Image: img, Repo: repo, Cache: ch, Logger: log, Meter: meter})
+	mgr, err := manager.Open(ctx, cfg.managerConfig(qs), manager.Deps{Hypervisor: drv, Image: img, Repo: repo, Cache: ch, Logger: log, Meter: meter})
 	if err != nil {
 		return fmt.Errorf("open instance manager: %w", err)
 	}

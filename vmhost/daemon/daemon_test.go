@@ -50,14 +50,14 @@ func TestNewInvalidConfig(t *testing.T) {
 		Store:             StoreConfig{Kind: "tape"},
 		QEMU:              QEMUConfig{Accel: "hvf"},
 		Capacity:          CapacityConfig{MemoryMiB: -5, VCPUs: -1},
-		Snapshot:          SnapshotConfig{CompressionDefault: &compression.Policy{Algorithm: "zstd", Level: &lvl}},
+		Snapshot:          SnapshotConfig{CompressionDefault: &compression.Policy{Algorithm: "zstd", Level: &lvl}, CommitWait: 2 * time.Hour},
 		UploadConcurrency: 1000,
 	}, nil)
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("want ErrInvalidConfig, got %v", err)
 	}
 	for _, key := range []string{"host_id", "listen", "advertise_address", "server_url", "cluster_token", "data_dir",
-		"cache.max_bytes", "store.kind", "qemu", "capacity.memory_mib", "capacity.vcpus", "snapshot.compression_default", "upload_concurrency"} {
+		"cache.max_bytes", "store.kind", "qemu", "capacity.memory_mib", "capacity.vcpus", "snapshot.compression_default", "snapshot.commit_wait", "upload_concurrency"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s:\n%v", key, err)
 		}
@@ -101,8 +101,12 @@ func TestDefaults(t *testing.T) {
 	c := Config{HostID: "h", ClusterToken: token, Store: StoreConfig{Dir: "/x"}}.WithDefaults()
 	if c.Listen != DefaultListen || c.DataDir != DefaultDataDir || c.cacheDir() != filepath.Join(DefaultDataDir, "cache") ||
 		c.Store.kind() != StoreFS || c.QEMU.Accel != qemu.AccelKVM || c.Capacity.VCPUs <= 0 || c.Capacity.MemoryMiB <= 0 ||
-		c.Snapshot.CompressionDefault == nil || c.Snapshot.CompressionDefault.Algorithm != "zstd" || c.Store.Retry.MaxAttempts == 0 {
+		c.Snapshot.CompressionDefault == nil || c.Snapshot.CompressionDefault.Algorithm != "zstd" || c.Store.Retry.MaxAttempts == 0 ||
+		c.Snapshot.CommitWait != DefaultCommitWait {
 		t.Fatalf("defaults: %+v", c)
+	}
+	if mc := c.managerConfig(c.qemuSettings()); mc.CommitWait != DefaultCommitWait || mc.DataDir != c.DataDir || mc.UploadConcurrency != c.UploadConcurrency {
+		t.Fatalf("manager config: %+v", mc)
 	}
 	b, _ := json.Marshal(c)
 	if bytes.Contains(b, []byte(token)) {
@@ -299,6 +303,7 @@ snapshot:
   compression_default:
     algorithm: lz4
   keep_local_after_commit: true
+  commit_wait: 45s
 `), 0o600)
 	env := map[string]string{"HANGAR_CAPACITY_VCPUS": "3", "HANGAR_CLUSTER_TOKEN": "from-the-env-0123456789"}
 	var c Config
@@ -308,7 +313,8 @@ snapshot:
 	c = c.WithDefaults()
 	if c.HostID != "host-b" || c.ClusterToken.Reveal() != "from-the-env-0123456789" || c.Store.kind() != StoreS3 || c.Store.S3.Bucket != "hangar" ||
 		c.QEMU.Accel != "tcg" || c.Capacity.MemoryMiB != 2048 || c.Capacity.VCPUs != 3 || c.cacheDir() != "/tmp/hb/cache" ||
-		c.Snapshot.CompressionDefault.Algorithm != "lz4" || !c.Snapshot.KeepLocalAfterCommit {
+		c.Snapshot.CompressionDefault.Algorithm != "lz4" || !c.Snapshot.KeepLocalAfterCommit || c.Snapshot.CommitWait != 45*time.Second ||
+		c.managerConfig(c.qemuSettings()).CommitWait != 45*time.Second {
 		t.Fatalf("loaded %+v", c)
 	}
 	var out bytes.Buffer

@@ -38,6 +38,8 @@
 //	                                 offered to guests (default: the machine's)
 //	snapshot.compression_default.*   host default compression policy
 //	snapshot.keep_local_after_commit keep raw files after the upload commits
+//	snapshot.commit_wait             how long a restore or fork here waits for
+//	                                 a snapshot's upload elsewhere to commit
 //	upload_concurrency               upload jobs run at once
 //	shutdown_timeout                 bound on the HTTP drain at shutdown
 package daemon
