@@ -110,7 +110,9 @@ func runChunker(ctx context.Context, args []string) error {
 			}
 			rows[i].all = append(rows[i].all, res)
 		}
-		fmt.Printf("round %d: load %s, CPU pressure %s\n", round+1, loadAvg(), cpuPressure())
+		h, z := rows[1].all[round], rows[3].all[round] // hangar chunker zstd 1, zstd -1
+		fmt.Printf("round %d: load %s, CPU pressure %s; hangar zstd 1 %.3f s (%.2f CPU-s), zstd -1 %.3f s (%.2f CPU-s): %.2f×\n",
+			round+1, loadAvg(), cpuPressure(), h.wall.Seconds(), h.cpu.Seconds(), z.wall.Seconds(), z.cpu.Seconds(), z.wall.Seconds()/h.wall.Seconds())
 	}
 	printTable(os.Stdout, rows, n)
 	fmt.Printf("load average before: %s, after: %s; CPU pressure now: %s\n", load0, loadAvg(), cpuPressure())
