@@ -154,9 +154,23 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Store.Kind == StoreS3 {
 		c.Store.S3 = c.Store.S3.WithDefaults()
+		if c.Store.S3.UnsignedPayloadPrefixes == nil {
+			c.Store.S3.UnsignedPayloadPrefixes = DefaultUnsignedPayloadPrefixes()
+		}
 	}
 	return c
 }
+
+// DefaultUnsignedPayloadPrefixes are the keys whose bodies the S3 store
+// sends as UNSIGNED-PAYLOAD unless store.s3.unsigned_payload_prefixes
+// says otherwise (an empty list signs every body): the chunks. Over plain
+// HTTP a signed body costs a SHA-256 of every byte on both ends, and a
+// chunk needs none of it: its key is the SHA-256 of its content, checked
+// after decompression on every read (restore, fork, verify), so a body
+// damaged on the way is refused by its readers. Manifests and locks have
+// no such check and stay signed. Hosts use the same default
+// (vmhost/daemon).
+func DefaultUnsignedPayloadPrefixes() []string { return []string{"chunks/"} }
 
 // MinTokenLen is the shortest token accepted: a guessable token is no
 // authentication.

@@ -41,6 +41,19 @@ state_dir: /tmp/x
 		}
 	}
 
+	// Chunk bodies go unsigned by default (each is verified by its id on
+	// every read); an explicit empty list signs every body.
+	if got := c.Store.S3.UnsignedPayloadPrefixes; len(got) != 1 || got[0] != "chunks/" {
+		t.Errorf("unsigned payload prefixes %q, want [chunks/]", got)
+	}
+	signed, err := server.ParseConfig([]byte(`
+auth: {user_token: user-token-0123456789abcdef, cluster_token: cluster-token-0123456789abcdef}
+store: {kind: s3, s3: {endpoint: "127.0.0.1:9000", bucket: hangar, access_key: k, secret_key: s, unsigned_payload_prefixes: []}}
+`))
+	if err != nil || len(signed.Store.S3.UnsignedPayloadPrefixes) != 0 {
+		t.Errorf("explicit empty list: %v %q", err, signed.Store.S3.UnsignedPayloadPrefixes)
+	}
+
 	if _, err := server.ParseConfig([]byte("auth: {user_tokn: x}\n")); err == nil || !strings.Contains(err.Error(), "user_tokn") {
 		t.Fatalf("unknown key: %v", err)
 	}

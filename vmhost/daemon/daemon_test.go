@@ -108,6 +108,20 @@ func TestDefaults(t *testing.T) {
 	if mc := c.managerConfig(c.qemuSettings()); mc.CommitWait != DefaultCommitWait || mc.DataDir != c.DataDir || mc.UploadConcurrency != c.UploadConcurrency {
 		t.Fatalf("manager config: %+v", mc)
 	}
+	if c.Store.S3.UnsignedPayloadPrefixes != nil {
+		t.Errorf("fs store got unsigned payload prefixes %q", c.Store.S3.UnsignedPayloadPrefixes)
+	}
+	// S3: chunk bodies unsigned by default (verified by their id on every
+	// read), everything else signed; an explicit empty list signs all.
+	s3c := Config{HostID: "h", ClusterToken: token, Store: StoreConfig{Kind: StoreS3}}
+	s3c.Store.S3.Endpoint, s3c.Store.S3.Bucket = "127.0.0.1:9000", "b"
+	if got := s3c.WithDefaults().Store.S3.UnsignedPayloadPrefixes; len(got) != 1 || got[0] != "chunks/" {
+		t.Errorf("s3 unsigned payload prefixes %q, want [chunks/]", got)
+	}
+	s3c.Store.S3.UnsignedPayloadPrefixes = []string{}
+	if got := s3c.WithDefaults().Store.S3.UnsignedPayloadPrefixes; len(got) != 0 {
+		t.Errorf("explicit empty list became %q", got)
+	}
 	b, _ := json.Marshal(c)
 	if bytes.Contains(b, []byte(token)) {
 		t.Errorf("token in %s", b)
