@@ -2,6 +2,7 @@ package cache
 
 import (
 	"container/list"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,13 @@ type Stats struct {
 	Hits      int64 // Gets that returned an entry
 	Misses    int64 // Gets that found none
 	Evictions int64 // entries removed to make room (not by Remove)
+	// Offer's queue: chunks waiting for the background writer (counted
+	// in Bytes and Entries only once on disk), fills dropped because the
+	// queue was full, and background writes that failed.
+	Queued       int64
+	QueuedBytes  int64
+	FillsDropped int64
+	FillErrors   int64
 }
 
 // entry is one cached chunk. Its list element's position is its recency:
@@ -59,8 +67,10 @@ type Cache struct {
 	index map[chunk.ID]*list.Element // of *entry
 	lru   list.List                  // of *entry, most recent first
 	bytes int64
+	fills fillQueue // Offer's background writes (fill.go)
 
-	hits, misses, evictions atomic.Int64
+	hits, misses, evictions  atomic.Int64
+	fillsDropped, fillErrors atomic.Int64
 }
 
 // Open opens the cache in dir, creating it if needed, bounded by maxBytes of
@@ -80,6 +90,9 @@ func Open(dir string, maxBytes int64, opts ...Option) (*Cache, error) {
 	}
 	if o.touchInterval < 0 {
 		problems = append(problems, fmt.Errorf("touch interval %s: want >= 0", o.touchInterval))
+	}
+	if o.fillQueueBytes < 0 {
+		problems = append(problems, fmt.Errorf("fill queue %d bytes: want >= 0", o.fillQueueBytes))
 	}
 	if err := errors.Join(problems...); err != nil {
 		return nil, fmt.Errorf("open chunk cache %q: %w", dir, err)
@@ -132,11 +145,17 @@ func (c *Cache) lockDir() error {
 	return nil
 }
 
-// Close releases the directory lock and the metrics callback. The files stay
-// for the next Open. The Cache must not be used after Close.
+// Close writes the chunks still queued by Offer (so that a clean shutdown
+// keeps them), then releases the directory lock and the metrics callback.
+// The files stay for the next Open. The Cache must not be used after
+// Close.
 func (c *Cache) Close() error {
 	var err error
 	c.close.Do(func() {
+		c.mu.Lock()
+		c.fills.closed = true
+		c.mu.Unlock()
+		c.Flush(context.Background()) // cannot fail without a deadline
 		err = errors.Join(c.ins.close(), c.lock.Close())
 	})
 	return err
@@ -151,25 +170,29 @@ func (c *Cache) path(id chunk.ID) string {
 	return filepath.Join(c.dir, s[:2], s)
 }
 
-// Has reports whether id is cached. It does not change recency or counters.
+// Has reports whether id is cached (on disk, or queued by Offer). It does
+// not change recency or counters.
 func (c *Cache) Has(id chunk.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, ok := c.index[id]
-	return ok
+	return ok || c.pendingLocked(id) != nil
 }
 
 // Stats returns the cache's current size and counters.
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
-	s := Stats{Bytes: c.bytes, Entries: int64(len(c.index)), MaxBytes: c.max}
+	s := Stats{Bytes: c.bytes, Entries: int64(len(c.index)), MaxBytes: c.max,
+		Queued: int64(len(c.fills.pending)), QueuedBytes: c.fills.bytes}
 	c.mu.Unlock()
 	s.Hits, s.Misses, s.Evictions = c.hits.Load(), c.misses.Load(), c.evictions.Load()
+	s.FillsDropped, s.FillErrors = c.fillsDropped.Load(), c.fillErrors.Load()
 	return s
 }
 
-// Get returns the stored bytes of id, as they were Put, in a new slice the
-// caller owns. A chunk not cached is an error wrapping storage.ErrNotFound.
+// Get returns the stored bytes of id, as they were Put (or Offered), in a
+// new slice the caller owns. A chunk not cached is an error wrapping
+// storage.ErrNotFound.
 // The bytes are not verified: decode them with chunk.Decode and Remove the
 // entry if that fails.
 func (c *Cache) Get(id chunk.ID) ([]byte, error) {
@@ -179,6 +202,7 @@ func (c *Cache) Get(id chunk.ID) ([]byte, error) {
 	var (
 		e     *entry
 		touch bool
+		f     *fill
 	)
 	if ok {
 		c.lru.MoveToFront(el)
@@ -186,8 +210,17 @@ func (c *Cache) Get(id chunk.ID) ([]byte, error) {
 		if now.Sub(e.touched) >= c.opt.touchInterval {
 			e.touched, touch = now, true
 		}
+	} else {
+		f = c.pendingLocked(id)
 	}
 	c.mu.Unlock()
+	if f != nil {
+		// Queued by Offer, not on disk yet: the queued bytes never
+		// change, so the copy is made outside the lock.
+		c.hits.Add(1)
+		c.ins.hit()
+		return append([]byte(nil), f.stored...), nil
+	}
 	if !ok {
 		return nil, c.missed(id)
 	}
@@ -405,6 +438,7 @@ func (c *Cache) evictLocked(keep *list.Element) int {
 func (c *Cache) Remove(id chunk.ID) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.unqueueLocked(id)
 	el, ok := c.index[id]
 	if !ok {
 		return nil

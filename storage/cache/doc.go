@@ -43,6 +43,18 @@
 //     is dropped at Open. A 4 MiB fsync per chunk would instead slow every
 //     restore that fills the cache.
 //
+// # Background fills
+//
+// A restore offers every chunk it fetched (Offer) instead of putting it:
+// the cache copies the chunk into a queue bounded in bytes
+// (WithFillQueue) and one goroutine Puts queued chunks, so the second
+// write of every chunk is off the restore's critical path. A queued chunk
+// is a hit for Get and Has at once (served from memory), so a fork that
+// starts right after the restore still fetches nothing; a full queue drops
+// the offer and counts it (Stats.FillsDropped) rather than block or grow.
+// Flush waits for the queue; Close flushes before it releases the
+// directory.
+//
 // # Concurrency
 //
 // A Cache is safe for use by many goroutines. The index (a map and a

@@ -12,6 +12,7 @@ import (
 // *instruments (no meter given) records nothing.
 type instruments struct {
 	hits, misses, evictions metric.Int64Counter
+	fillsDropped            metric.Int64Counter
 	reg                     metric.Registration
 }
 
@@ -32,6 +33,9 @@ func newInstruments(m metric.Meter, c *Cache) (*instruments, error) {
 	errs = append(errs, err)
 	ins.evictions, err = m.Int64Counter("hangar.cache.evictions",
 		metric.WithDescription("Chunks evicted from the host chunk cache to stay within its size."), metric.WithUnit("{chunk}"))
+	errs = append(errs, err)
+	ins.fillsDropped, err = m.Int64Counter("hangar.cache.fills_dropped",
+		metric.WithDescription("Chunks a restore offered to the host chunk cache that were not cached because the background fill queue was full."), metric.WithUnit("{chunk}"))
 	errs = append(errs, err)
 	bytes, err := m.Int64ObservableGauge("hangar.cache.bytes",
 		metric.WithDescription("Bytes of chunks held in the host chunk cache."), metric.WithUnit("By"))
@@ -74,6 +78,12 @@ func (ins *instruments) miss() {
 func (ins *instruments) evicted(n int) {
 	if ins != nil && n > 0 {
 		ins.evictions.Add(context.Background(), int64(n))
+	}
+}
+
+func (ins *instruments) fillDropped() {
+	if ins != nil {
+		ins.fillsDropped.Add(context.Background(), 1)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/hangar-vm/hangar/storage/chunk"
 )
 
 // DefaultTouchInterval is how often, at most, a Get writes an entry's
@@ -21,15 +23,19 @@ type options struct {
 	logger        *slog.Logger
 	touchInterval time.Duration
 	sync          bool
-	now           func() time.Time // tests replace the clock
+	// fillQueueBytes bounds Offer's queue (DefaultFillQueueBytes).
+	fillQueueBytes int64
+	beforeFill     func(chunk.ID)   // tests hold the background writer here
+	now            func() time.Time // tests replace the clock
 }
 
 // defaults are the one place the options' defaults are set.
 func defaults() options {
 	return options{
-		logger:        slog.New(slog.DiscardHandler),
-		touchInterval: DefaultTouchInterval,
-		now:           time.Now,
+		logger:         slog.New(slog.DiscardHandler),
+		touchInterval:  DefaultTouchInterval,
+		fillQueueBytes: DefaultFillQueueBytes,
+		now:            time.Now,
 	}
 }
 
@@ -55,3 +61,10 @@ func WithTouchInterval(d time.Duration) Option { return func(o *options) { o.tou
 // WithSync makes Put fsync each entry before renaming it into place. Off by
 // default: see the package documentation for why a cache can do without.
 func WithSync(on bool) Option { return func(o *options) { o.sync = on } }
+
+// WithFillQueue bounds the bytes of chunks that Offer holds in memory until
+// its background writer has put them on disk (DefaultFillQueueBytes if
+// unset). Offer drops what does not fit. Zero makes Offer drop everything
+// it cannot mark as already cached; a negative bound is an error from
+// Open.
+func WithFillQueue(maxBytes int64) Option { return func(o *options) { o.fillQueueBytes = maxBytes } }

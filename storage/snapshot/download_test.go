@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hangar-vm/hangar/storage/cache"
 )
 
 // TestWriteSparse: writeSparse restores every byte and leaves each all-zero
@@ -90,5 +92,63 @@ func TestDownloadNoSync(t *testing.T) {
 	checkFile(t, filepath.Join(out, "memory"), data, m.Files[0])
 	if names := dirEntries(t, out); !slices.Equal(names, []string{"memory"}) {
 		t.Fatalf("dir holds %v", names)
+	}
+}
+
+// TestDownloadFillsCacheInBackground: with the real host cache, a cold
+// download offers every chunk it fetched (storage/cache.Cache.Offer), and
+// a second download right after it — a fork, before the background writer
+// has necessarily finished — fetches nothing from the store. Once
+// flushed, every chunk is an entry on disk, and a fresh Cache on the same
+// directory (a restarted host) serves them all.
+func TestDownloadFillsCacheInBackground(t *testing.T) {
+	st := newCounting(newMem())
+	r := newRepo(t, st)
+	b := testFile(12*testChunk, 21, 3, 7)
+	_, _, distinct := refCounts(b)
+	m := upload(t, newRepo(t, st.Store), "snap", b, UploadOptions{})
+	dir := t.TempDir()
+	c, err := cache.Open(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	gets := st.gets.Load()
+
+	first, err := r.Download(context.Background(), m, t.TempDir(), DownloadOptions{Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.ChunksFromStore != distinct || st.gets.Load()-gets != int64(distinct) {
+		t.Fatalf("cold download: %+v, %d store gets; want %d from the store", first, st.gets.Load()-gets, distinct)
+	}
+	out := t.TempDir()
+	second, err := r.Download(context.Background(), m, out, DownloadOptions{Cache: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.ChunksFromCache != distinct || second.ChunksFromStore != 0 || st.gets.Load()-gets != int64(distinct) {
+		t.Fatalf("second download: %+v, %d store gets in all; want every chunk from the cache", second, st.gets.Load()-gets)
+	}
+	checkFile(t, filepath.Join(out, "memory"), b, m.Files[0])
+
+	if err := c.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.Stats(); s.Entries != int64(distinct) || s.Queued != 0 || s.FillsDropped != 0 {
+		t.Fatalf("cache after flush: %+v, want %d entries", s, distinct)
+	}
+	c.Close()
+	c2, err := cache.Open(dir, 1<<30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	third, err := r.Download(context.Background(), m, t.TempDir(), DownloadOptions{Cache: c2, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.ChunksFromCache != distinct || st.gets.Load()-gets != int64(distinct) {
+		t.Fatalf("download after reopening the cache: %+v", third)
 	}
 }
