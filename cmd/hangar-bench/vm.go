@@ -62,6 +62,9 @@ func runVM(ctx context.Context, args []string) error {
 	fs.Var(&part, "part", "baseline: minio-go part size")
 	threads := fs.Uint("threads", 4, "baseline: minio-go parts uploaded at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of hangar's cold restore (this process) to this file")
+	armsFlag := fs.String("arms", "nosync+offer", "hangar download variants for the cold restores, comma-separated, each '+'-joined from fsync|nosync, inline|offer (host cache filled in the fetch workers | in the background) and cN (concurrency); the first is used for the main cold and warm restore")
+	rounds := fs.Int("rounds", 0, "after the main run, this many rounds of cold restores on b: every arm and the baseline, with CPU-seconds")
+	dropStore := fs.Bool("rounds-drop-store-cache", true, "evict MinIO's files from the page cache before every cold restore of the rounds")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +75,14 @@ func runVM(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	arms, err := parseArms(*armsFlag)
+	if err != nil {
+		return err
+	}
 	var errs []error
+	if *rounds < 0 {
+		errs = append(errs, fmt.Errorf("-rounds %d: want >= 0", *rounds))
+	}
 	if *memMiB < 256 || *memMiB > 16384 {
 		errs = append(errs, fmt.Errorf("-memory %d: want 256 to 16384 MiB", *memMiB))
 	}
@@ -117,6 +127,7 @@ func runVM(ctx context.Context, args []string) error {
 		ctx: ctx, log: log, image: image, srv: srv, bucket: bucket, work: work,
 		memMiB: *memMiB, vcpus: *vcpus, used: *used, policy: policy, codec: *codec,
 		part: uint64(part), threads: *threads, cpuProfile: *cpuProfile,
+		arms: arms, rounds: *rounds, dropStoreCache: *dropStore,
 	}
 	fmt.Printf("guest %d MiB, %d vCPU, %s; %.0f%% filled; hangar %s; MinIO %s; %s\n",
 		*memMiB, *vcpus, *accel, *used*100, *codec, srv.Endpoint, toolVersions())
@@ -134,6 +145,9 @@ func runVM(ctx context.Context, args []string) error {
 		return err
 	}
 	rep.print(os.Stdout)
+	if rep.rounds != nil {
+		rep.rounds.print(os.Stdout)
+	}
 	fmt.Printf("load average after: %s, CPU pressure %s\n", loadAvg(), cpuPressure())
 	return nil
 }
@@ -175,8 +189,11 @@ type vmBench struct {
 	part    uint64
 	threads uint
 	// cpuProfile, if set, receives a CPU profile of the cold restore.
-	cpuProfile string
-	hosts      [2]*benchHost
+	cpuProfile     string
+	arms           []restoreArm
+	rounds         int
+	dropStoreCache bool
+	hosts          [2]*benchHost
 }
 
 // benchHost is one "host": its own data directory, QEMU driver, chunk
@@ -213,7 +230,7 @@ func (b *vmBench) openHost(name, accel string) (*benchHost, error) {
 		h.close()
 		return nil, err
 	}
-	h.repo = &timedRepo{Repo: repo}
+	h.repo = &timedRepo{Repo: repo, arm: b.arms[0]}
 	// KeepLocalAfterCommit: the baseline takes the very same memory file
 	// after hangar's upload committed (hard links, no copy). Dropping the
 	// files happens after the commit, so it changes no measured time.
@@ -249,6 +266,13 @@ type timedRepo struct {
 	mu     sync.Mutex
 	upload time.Duration
 	down   downloadTiming
+	arm    restoreArm // applied to every download's options
+}
+
+func (r *timedRepo) setArm(a restoreArm) {
+	r.mu.Lock()
+	r.arm = a
+	r.mu.Unlock()
 }
 
 // downloadTiming splits a download: chunks fetched, verified and written,
@@ -268,6 +292,10 @@ func (r *timedRepo) Upload(ctx context.Context, snap snapshot.Info, files []snap
 }
 
 func (r *timedRepo) Download(ctx context.Context, m *snapshot.Manifest, dir string, opts snapshot.DownloadOptions) (snapshot.DownloadStats, error) {
+	r.mu.Lock()
+	arm := r.arm
+	r.mu.Unlock()
+	arm.apply(&opts)
 	start := time.Now()
 	var lastChunk time.Time // written by the serialised progress callback
 	next := opts.Progress
@@ -392,6 +420,9 @@ type vmReport struct {
 	put                       time.Duration
 	cold, warm                time.Duration
 	coldDL, warmDL            downloadTiming
+	coldFillTail              time.Duration // cache fill finishing after the cold restore returned
+	arm                       string
+	rounds                    *roundsReport
 	baseGet, baseDecompress   time.Duration
 	baseSync                  time.Duration // fsync of the decompressed memory file: not part of the baseline's restore
 	baseResume                time.Duration
@@ -505,6 +536,15 @@ func (b *vmBench) run() (*vmReport, error) {
 		if err != nil {
 			return 0, downloadTiming{}, fmt.Errorf("%s restore on b: %w", what, err)
 		}
+		// The background cache fill (Cache.Offer) may still run: wait for
+		// it, so that the warm restore reads the cache from disk as a
+		// later fork would, and report how long it ran on.
+		if err := bh.cache.Flush(ctx); err != nil {
+			return 0, downloadTiming{}, err
+		}
+		if what == "cold" {
+			rep.coldFillTail = time.Since(start) - took
+		}
 		_, dl := bh.repo.last()
 		fmt.Printf("hangar %s restore on b: %.2fs (download %.2fs, of which fsync+rename %.2fs: %d chunks from the store, %d from the cache)\n",
 			what, took.Seconds(), dl.total.Seconds(), (dl.total - dl.chunks).Seconds(), dl.stats.ChunksFromStore, dl.stats.ChunksFromCache)
@@ -542,6 +582,12 @@ func (b *vmBench) run() (*vmReport, error) {
 	}
 	if err := b.baselineRestore(sid, want, rep); err != nil {
 		return nil, err
+	}
+	rep.arm = b.arms[0].name
+	if b.rounds > 0 {
+		if rep.rounds, err = b.restoreRounds(sid, want, b.arms, b.rounds); err != nil {
+			return nil, err
+		}
 	}
 	if err := a.m.Delete(ctx, id); err != nil {
 		return nil, err
@@ -728,8 +774,8 @@ func (r *vmReport) print(w io.Writer) {
 	row("    of which fsync + rename", r.warmDL.total-r.warmDL.chunks, 0)
 	row("  QEMU restore → agent (+ manager)", r.warm-r.warmDL.total, r.baseWarmResume)
 	tw.Flush()
-	fmt.Fprintf(w, "\ncold restore: %d chunks from the store (%d bytes); warm: %d from the cache\n",
-		r.coldDL.stats.ChunksFromStore, r.coldDL.stats.BytesFromStore, r.warmDL.stats.ChunksFromCache)
+	fmt.Fprintf(w, "\ncold restore (arm %s): %d chunks from the store (%d bytes), cache fill ran on %.3fs after it returned; warm: %d from the cache\n",
+		r.arm, r.coldDL.stats.ChunksFromStore, r.coldDL.stats.BytesFromStore, r.coldFillTail.Seconds(), r.warmDL.stats.ChunksFromCache)
 	fmt.Fprintf(w, "target cold restore >= 2× faster than baseline: %.2f× %s\n", baseCold.Seconds()/r.cold.Seconds(), passFail(baseCold >= 2*r.cold))
 	fmt.Fprintf(w, "target standby < 1s, independent of the upload: %.3fs (upload %.2fs ran after it returned) %s\n",
 		r.standby.Seconds(), r.upload.Seconds(), passFail(r.standby < time.Second))
