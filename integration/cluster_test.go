@@ -234,11 +234,6 @@ func (c *cluster) startServer(stateDir string) {
 		"HANGAR_AUTH_CLUSTER_TOKEN="+c.clusterToken,
 		"HANGAR_STATE_DIR="+stateDir,
 		"HANGAR_HOSTS_HEARTBEAT_INTERVAL=1s",
-		// The server learns that an upload committed from a heartbeat
-		// while the host still holds the files, else from its next read
-		// of the bucket (default every minute). The hosts drop their
-		// files at the commit, so the tests read the bucket often.
-		"HANGAR_CATALOG_SYNC=2s",
 	)
 	c.server = c.spawn("server", env, "server")
 	deadline := time.Now().Add(startTimeout)

@@ -52,7 +52,12 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	e.heartbeatAll()
-	waitFor(t, "standby snapshot central", func() bool { return e.snapshot(f.sbySnap).State == api.SnapshotStateCentral })
+	// Central and read from its manifest: nothing changes behind the
+	// tests' before/after comparisons.
+	waitFor(t, "standby snapshot central", func() bool {
+		s := e.snapshot(f.sbySnap)
+		return s.State == api.SnapshotStateCentral && s.CommittedAt != nil
+	})
 	r, err := e.c.CreateSnapshotWithResponse(ctx, f.run.Id, api.CreateSnapshotRequest{Name: "named", Kind: api.SnapshotKindStandby})
 	if err != nil || r.JSON201 == nil {
 		t.Fatalf("named snapshot: %v %s", err, r.Body)

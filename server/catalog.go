@@ -16,6 +16,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	hostapi "github.com/hangar-vm/hangar/api/host"
 	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/snapshot"
 )
 
@@ -26,7 +27,11 @@ import (
 //     snapshot, and the newest standby snapshot of an instance is that
 //     instance, on standby (syncCatalog, at start and every CatalogSync);
 //   - the hosts' heartbeats: what runs where, local snapshots and upload
-//     progress (applyHeartbeatLocked);
+//     progress (applyHeartbeatLocked), and commits: a heartbeat that shows
+//     an upload ended (the instance's storage central, the snapshot's
+//     files dropped, the job gone) has that one manifest read at once
+//     (readManifests), so the listing every CatalogSync is only a safety
+//     net;
 //   - the server's own operations, as they succeed;
 //   - a cache in the state dir (catalog.json), for what the bucket cannot
 //     say (names of named snapshots, image names, running instances until
@@ -176,13 +181,34 @@ func (s *Server) notifyLocked() {
 func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 	now := s.now().UTC()
 	jobs := map[string]*api.Job{}
+	uploads := map[string]bool{}
 	for i := range hb.Jobs {
 		j := &hb.Jobs[i]
 		if j.InstanceId != nil {
 			jobs[*j.InstanceId] = j
 		}
+		if j.Kind == api.JobKindUpload && j.SnapshotId != nil {
+			uploads[*j.SnapshotId] = true
+		}
+	}
+	// An upload job that ended since the last heartbeat committed its
+	// snapshot, or was cancelled: the manifest says which.
+	for sid := range h.uploads {
+		if !uploads[sid] {
+			s.wantManifestLocked(sid)
+		}
+	}
+	h.uploads = uploads
+	local := map[string]bool{}
+	for _, sn := range hb.Snapshots {
+		local[sn.Id] = true
 	}
 	for _, in := range hb.Instances {
+		if in.State == api.InstanceStateStandby && in.SnapshotId != nil && in.Storage != nil && *in.Storage == api.SnapshotStateCentral {
+			// The host committed the upload (and may have dropped the
+			// files, so the snapshot is not in hb.Snapshots any more).
+			s.hostCommittedLocked(*in.SnapshotId)
+		}
 		r := s.instances[in.Id]
 		if r == nil {
 			if in.State == api.InstanceStateDeleted {
@@ -214,9 +240,7 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 		r.inst.Error = in.Error
 		r.inst.Job = jobs[in.Id]
 	}
-	reported := map[string]bool{}
 	for _, sn := range hb.Snapshots {
-		reported[sn.Id] = true
 		sr := s.snapshots[sn.Id]
 		if sr == nil {
 			sr = newSnapshotRec(sn)
@@ -231,11 +255,70 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 			continue // final sizes from the manifest beat any report
 		}
 		s.applyHostSnapshotLocked(sr, sn)
+		if sr.snap.State == api.SnapshotStateCentral {
+			s.wantManifestLocked(sn.Id)
+		}
 	}
 	for _, sr := range s.snapshots {
-		if sr.hosts[h.id] && !reported[sr.snap.Id] && sr.busy == "" {
-			delete(sr.hosts, h.id) // the host dropped its local copy
+		if sr.hosts[h.id] && !local[sr.snap.Id] && sr.busy == "" {
+			// The host dropped its local copy: hosts drop a snapshot's
+			// files once its upload committed.
+			delete(sr.hosts, h.id)
+			s.wantManifestLocked(sr.snap.Id)
 		}
+	}
+}
+
+// hostCommittedLocked records that a host committed snapshot sid: it is
+// central now, and its manifest has the final sizes.
+func (s *Server) hostCommittedLocked(sid string) {
+	sr := s.snapshots[sid]
+	if sr == nil || sr.manifest {
+		return
+	}
+	if sr.snap.State != api.SnapshotStateCentral {
+		sr.snap.State = api.SnapshotStateCentral
+		sr.snap.Error, sr.snap.Progress = nil, nil
+		sr.centralSince = s.now()
+	}
+	s.wantManifestLocked(sid)
+}
+
+// wantManifestLocked asks the background to read snapshot sid's manifest
+// (readManifests), if the catalog knows the snapshot and has not read it
+// yet. This is how the server learns a commit at once instead of at its
+// next listing of the bucket (CatalogSync, a safety net).
+func (s *Server) wantManifestLocked(sid string) {
+	if sr := s.snapshots[sid]; sr != nil && !sr.manifest && sr.busy == "" {
+		s.pendingManifests[sid] = true
+	}
+}
+
+// readManifests reads the manifests wantManifestLocked asked for and
+// merges them. A manifest that is not there (an upload cancelled, a
+// snapshot deleted) is no error; a failed read is tried again at the next
+// kick.
+func (s *Server) readManifests(ctx context.Context) {
+	s.mu.Lock()
+	ids := keys(s.pendingManifests)
+	clear(s.pendingManifests)
+	s.mu.Unlock()
+	for _, id := range ids {
+		m, err := s.manifests.Manifest(ctx, id)
+		s.mu.Lock()
+		switch {
+		case err == nil:
+			if sr := s.snapshots[id]; sr != nil && !sr.manifest && sr.busy == "" {
+				s.applyManifestLocked(m)
+				s.notifyLocked()
+				s.log.Debug("snapshot committed", "snapshot", id)
+			}
+		case errors.Is(err, storage.ErrNotFound):
+		case ctx.Err() == nil:
+			s.log.Warn("manifest not read; trying again", "snapshot", id, "err", err)
+			s.pendingManifests[id] = true
+		}
+		s.mu.Unlock()
 	}
 }
 

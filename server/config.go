@@ -34,7 +34,9 @@ type Config struct {
 	// StateDir holds the server's cache of the catalog. Deleting it loses
 	// nothing the bucket knows; empty keeps no cache.
 	StateDir string `yaml:"state_dir" json:"state_dir"`
-	// CatalogSync is how often the catalog is re-read from the bucket.
+	// CatalogSync is how often the whole catalog is re-read from the
+	// bucket: a safety net (snapshots written or deleted behind the
+	// server's back); commits are learned from heartbeats at once.
 	CatalogSync Duration `yaml:"catalog_sync" json:"catalog_sync"`
 }
 

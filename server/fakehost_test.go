@@ -35,7 +35,13 @@ type fakeHost struct {
 	labels    map[string]map[string]string // snapshot id -> manifest labels
 	// legacy: write manifests as hosts did before labels (no labels, no
 	// image or policy in the VM record): readers fall back to id prefixes.
-	legacy      bool
+	legacy bool
+	// keepLocal keeps a snapshot's files after its commit; by default
+	// the fake drops them, as hosts do (snapshot.keep_local_after_commit
+	// false): the snapshot leaves the heartbeat, and the instance shows
+	// storage central and no host.
+	keepLocal   bool
+	jobs        map[string]api.Job // running upload jobs by snapshot id
 	calls       []string
 	standbys    []hostapi.StandbyRequest
 	snapReqs    []hostapi.SnapshotRequest
@@ -51,7 +57,7 @@ var errUnreachable = errors.New("dial tcp 127.0.0.1:1: connect: connection refus
 func newFakeHost(id string, mem int64, vcpus int32, repo *snapshot.Repo, dir string) *fakeHost {
 	return &fakeHost{id: id, repo: repo, dir: dir, capacity: api.Resources{MemoryMib: mem, Vcpus: vcpus},
 		instances: map[string]*api.Instance{}, snapshots: map[string]*api.Snapshot{}, vms: map[string]json.RawMessage{}, labels: map[string]map[string]string{},
-		fail: map[string]error{}}
+		fail: map[string]error{}, jobs: map[string]api.Job{}}
 }
 
 // enter records a call and returns an injected failure, if any.
@@ -147,6 +153,7 @@ func (f *fakeHost) Standby(_ context.Context, id string, req hostapi.StandbyRequ
 	in.State = api.InstanceStateStandby
 	sid := req.SnapshotId
 	in.SnapshotId = &sid
+	in.Storage = ptr(api.SnapshotStateLocal)
 	c := req.Compression
 	sn := &api.Snapshot{Id: sid, InstanceId: id, Kind: api.SnapshotKindStandby, State: api.SnapshotStateLocal,
 		Compression: &c, RawBytes: int64(in.MemoryMib) << 20, MemoryMib: in.MemoryMib, Vcpus: in.Vcpus, CreatedAt: time.Now().UTC()}
@@ -195,11 +202,15 @@ func (f *fakeHost) Restore(_ context.Context, id string, req hostapi.RestoreRequ
 	if ok && in.State == api.InstanceStateRunning {
 		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "instance %s is Running", id)
 	}
+	if ok && in.State == api.InstanceStateStandby && in.SnapshotId != nil && *in.SnapshotId != req.SnapshotId {
+		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "instance %s: its standby snapshot here is %s, not %s", id, *in.SnapshotId, req.SnapshotId)
+	}
 	if !ok {
 		in = f.newInstance(id, req.Spec, api.InstanceStateRunning)
 	}
 	in.State = api.InstanceStateRunning
-	in.SnapshotId = nil
+	in.SnapshotId, in.Storage, in.Job = nil, nil, nil
+	in.Host = ptr(f.id)
 	return *in, nil
 }
 
@@ -324,8 +335,37 @@ func (f *fakeHost) commit(ctx context.Context, sid string) (*snapshot.Manifest, 
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	sn.State = api.SnapshotStateCentral
+	sn.State, sn.Progress = api.SnapshotStateCentral, nil
+	delete(f.jobs, sid)
+	for _, in := range f.instances {
+		if in.SnapshotId != nil && *in.SnapshotId == sid && in.State == api.InstanceStateStandby {
+			in.Storage, in.Job = ptr(api.SnapshotStateCentral), nil
+			if !f.keepLocal {
+				in.Host = nil
+			}
+		}
+	}
+	if !f.keepLocal {
+		delete(f.snapshots, sid)
+	}
 	return m, nil
+}
+
+// uploading marks snapshot sid uploading with an upload job at fraction
+// done, as a host reports a running upload.
+func (f *fakeHost) uploading(sid string, done float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	sn := f.snapshots[sid]
+	total := sn.RawBytes
+	p := &api.Progress{Done: done, RawBytes: int64(done * float64(total)), TotalBytes: total}
+	sn.State, sn.Progress = api.SnapshotStateUploading, p
+	j := api.Job{Id: sid, Kind: api.JobKindUpload, InstanceId: ptr(sn.InstanceId), SnapshotId: ptr(sid), State: api.JobStateRunning,
+		Progress: p, StartedAt: time.Now().UTC()}
+	f.jobs[sid] = j
+	if in := f.instances[sn.InstanceId]; in != nil && in.SnapshotId != nil && *in.SnapshotId == sid {
+		in.Storage, in.Job = ptr(api.SnapshotStateUploading), &j
+	}
 }
 
 // heartbeat is what the host would send now.
@@ -344,6 +384,9 @@ func (f *fakeHost) heartbeat() hostapi.Heartbeat {
 	}
 	for _, sn := range f.snapshots {
 		hb.Snapshots = append(hb.Snapshots, *sn)
+	}
+	for _, j := range f.jobs {
+		hb.Jobs = append(hb.Jobs, j)
 	}
 	return hb
 }

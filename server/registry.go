@@ -29,6 +29,9 @@ type hostEntry struct {
 	lastSeen      time.Time
 	lastHeartbeat *time.Time
 	hb            *hostapi.Heartbeat
+	// uploads are the snapshots whose upload jobs the last heartbeat
+	// listed; one that leaves the list has ended (committed or not).
+	uploads map[string]bool
 }
 
 // hostTimeout is how long a host may stay silent and still be available.

@@ -45,8 +45,11 @@ type Server struct {
 	instances map[string]*instanceRec
 	snapshots map[string]*snapshotRec
 	deleted   map[string]bool // instance ids deleted: never recovered again
-	changed   chan struct{}   // closed and replaced on every catalog change
-	dirty     bool            // the state dir cache is behind
+	// pendingManifests are snapshots whose commit a heartbeat revealed:
+	// their manifests are read at the next kick (readManifests).
+	pendingManifests map[string]bool
+	changed          chan struct{} // closed and replaced on every catalog change
+	dirty            bool          // the state dir cache is behind
 
 	syncKick  chan struct{}
 	bg        context.Context
@@ -101,18 +104,19 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		opt(&o)
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          o.logger.With("component", "server"),
-		now:          o.now,
-		version:      o.version,
-		userToken:    hashToken(cfg.Auth.UserToken.Reveal()),
-		clusterToken: hashToken(cfg.Auth.ClusterToken.Reveal()),
-		hosts:        map[string]*hostEntry{},
-		instances:    map[string]*instanceRec{},
-		snapshots:    map[string]*snapshotRec{},
-		deleted:      map[string]bool{},
-		changed:      make(chan struct{}),
-		syncKick:     make(chan struct{}, 1),
+		cfg:              cfg,
+		log:              o.logger.With("component", "server"),
+		now:              o.now,
+		version:          o.version,
+		userToken:        hashToken(cfg.Auth.UserToken.Reveal()),
+		clusterToken:     hashToken(cfg.Auth.ClusterToken.Reveal()),
+		hosts:            map[string]*hostEntry{},
+		instances:        map[string]*instanceRec{},
+		snapshots:        map[string]*snapshotRec{},
+		deleted:          map[string]bool{},
+		pendingManifests: map[string]bool{},
+		changed:          make(chan struct{}),
+		syncKick:         make(chan struct{}, 1),
 	}
 	s.dial = o.dial
 	if s.dial == nil {
@@ -251,9 +255,10 @@ func (s *Server) Close() error {
 	return err
 }
 
-// background syncs the catalog from the bucket every CatalogSync (and
-// soon after a heartbeat reports a snapshot central), and writes the
-// state dir cache when it is behind.
+// background reads the manifests of the snapshots heartbeats showed
+// committed (soon after each heartbeat), syncs the whole catalog from the
+// bucket every CatalogSync (a safety net for what no heartbeat said), and
+// writes the state dir cache when it is behind.
 func (s *Server) background() {
 	defer s.wg.Done()
 	syncT := time.NewTicker(time.Duration(s.cfg.CatalogSync))
@@ -266,9 +271,8 @@ func (s *Server) background() {
 			return
 		case <-syncT.C:
 		case <-s.syncKick:
-			if !s.needsManifests() {
-				continue
-			}
+			s.readManifests(s.bg)
+			continue
 		case <-saveT.C:
 			if err := s.saveCatalog(); err != nil {
 				s.log.Warn("catalog cache not written", "err", err)
@@ -281,25 +285,13 @@ func (s *Server) background() {
 	}
 }
 
-// kickSync asks for a sync soon, without blocking.
+// kickSync asks for the pending manifests to be read soon, without
+// blocking.
 func (s *Server) kickSync() {
 	select {
 	case s.syncKick <- struct{}{}:
 	default:
 	}
-}
-
-// needsManifests: a snapshot a host says is central was not read from
-// its manifest yet.
-func (s *Server) needsManifests() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sr := range s.snapshots {
-		if sr.snap.State == api.SnapshotStateCentral && !sr.manifest {
-			return true
-		}
-	}
-	return false
 }
 
 func resultAttr(r string) metric.AddOption {

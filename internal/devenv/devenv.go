@@ -54,9 +54,6 @@ type Stopping struct {
 // server in this time will not).
 const readyTimeout = 2 * time.Minute
 
-// devCatalogSync is how often the dev server re-reads the bucket.
-const devCatalogSync = 3 * time.Second
-
 // stopListTimeout bounds the listing of instances at shutdown.
 const stopListTimeout = 5 * time.Second
 
@@ -97,12 +94,6 @@ func Run(ctx context.Context, cfg Config) error {
 		Listen:   ln.Addr().String(),
 		Auth:     server.AuthConfig{UserToken: tokens.User, ClusterToken: tokens.Cluster},
 		StateDir: filepath.Join(cfg.Dir, "server"),
-		// The server learns that an upload committed from a heartbeat
-		// while the host still holds the files, or else from its next
-		// read of the bucket; a host that drops its files at the commit
-		// leaves only the latter. On one machine a listing is cheap, so
-		// dev reads often and a standby shows "central" within seconds.
-		CatalogSync: server.Duration(devCatalogSync),
 	}
 	hstore := daemon.StoreConfig{}
 	if cfg.S3.Endpoint != "" {

@@ -1,0 +1,69 @@
+package server_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hangar-vm/hangar/api"
+	"github.com/hangar-vm/hangar/server"
+)
+
+func (e *env) instance(id string) api.Instance {
+	e.t.Helper()
+	r, err := e.c.GetInstanceWithResponse(context.Background(), id)
+	if err != nil || r.JSON200 == nil {
+		e.t.Fatalf("get instance %s: %v %d %s", id, err, r.StatusCode(), r.Body)
+	}
+	return *r.JSON200
+}
+
+// TestCommitLearnedFromHeartbeat: a host commits an upload and drops the
+// files at once, so no heartbeat lists the snapshot central; the server
+// still learns the commit from the next heartbeat (the instance's storage,
+// the snapshot gone from the host, the upload job ended) and reads that
+// one manifest, without waiting for its periodic listing of the bucket
+// (an hour here).
+func TestCommitLearnedFromHeartbeat(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CatalogSync = server.Duration(time.Hour)
+	e := newEnv(t, cfg)
+	ctx := context.Background()
+	a := e.addHost("host-a", 4096, 8)
+
+	in := e.create("box", 256, 1, "host-a", nil)
+	run := e.create("run", 256, 1, "host-a", nil)
+	sid := *e.standby(in.Id, nil).SnapshotId
+	sr, err := e.c.CreateSnapshotWithResponse(ctx, run.Id, api.CreateSnapshotRequest{Name: "nightly", Kind: api.SnapshotKindStandby})
+	if err != nil || sr.JSON201 == nil {
+		t.Fatalf("named snapshot: %v %s", err, sr.Body)
+	}
+	named := sr.JSON201.Id
+	a.uploading(sid, 0.5)
+	e.heartbeat(a)
+	if got := e.snapshot(sid); got.State != api.SnapshotStateUploading {
+		t.Fatalf("snapshot while uploading: %+v", got)
+	}
+
+	m, err := a.commit(ctx, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mn, err := a.commit(ctx, named)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.heartbeat(a)
+	waitFor(t, "both snapshots central with their manifest sizes", func() bool {
+		s, n := e.snapshot(sid), e.snapshot(named)
+		return s.State == api.SnapshotStateCentral && s.CompressedBytes != nil && *s.CompressedBytes == m.Totals.Compressed &&
+			n.State == api.SnapshotStateCentral && n.CompressedBytes != nil && *n.CompressedBytes == mn.Totals.Compressed
+	})
+	if s := e.snapshot(sid); s.RawBytes != m.Totals.Raw || s.CommittedAt == nil || s.Progress != nil || len(*s.Hosts) != 0 {
+		t.Errorf("committed snapshot %+v", s)
+	}
+	got := e.instance(in.Id)
+	if got.State != api.InstanceStateStandby || got.Storage == nil || *got.Storage != api.SnapshotStateCentral {
+		t.Errorf("instance after the commit: %+v", got)
+	}
+}
