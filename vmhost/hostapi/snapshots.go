@@ -11,8 +11,67 @@ import (
 )
 
 // A host's snapshots are its instances' current standby snapshots whose
-// raw files it holds (the manager keeps no other kind yet). The bucket's
-// snapshots are the server's catalog, not the host's.
+// raw files it holds, and the named snapshots it took (manager.Snapshot),
+// which outlive their instances. The bucket's snapshots are the server's
+// catalog, not the host's.
+
+// NamedSnapshots is what the host API needs of the manager for named
+// snapshots; *manager.Manager implements it. A Manager without it answers
+// the named snapshot calls with 409 invalid_state.
+type NamedSnapshots interface {
+	Snapshot(ctx context.Context, id string, spec manager.SnapshotSpec) (manager.NamedSnapshot, error)
+	Snapshots(ctx context.Context, instanceID string) ([]manager.NamedSnapshot, error)
+	GetSnapshot(ctx context.Context, snapshotID string) (manager.NamedSnapshot, error)
+	DeleteSnapshot(ctx context.Context, snapshotID string) error
+}
+
+var _ NamedSnapshots = (*manager.Manager)(nil)
+
+// named returns the manager's named snapshots, or nil if it has none.
+func (s *Server) named() NamedSnapshots {
+	n, _ := s.m.(NamedSnapshots)
+	return n
+}
+
+// LocalNamedSnapshots returns the named snapshots whose raw files this host
+// holds (local, uploading, error, or central and kept), newest first, as
+// the heartbeat reports them next to the standby snapshots.
+func (s *Server) LocalNamedSnapshots(ctx context.Context) ([]api.Snapshot, error) {
+	nm := s.named()
+	if nm == nil {
+		return nil, nil
+	}
+	ns, err := nm.Snapshots(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := s.jobsByID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.Snapshot
+	for i := len(ns) - 1; i >= 0; i-- {
+		if ns[i].Local {
+			out = append(out, s.namedSnapshot(ns[i], jobs))
+		}
+	}
+	return out, nil
+}
+
+// namedSnapshot converts a named snapshot.
+func (s *Server) namedSnapshot(n manager.NamedSnapshot, jobs map[string]manager.Job) api.Snapshot {
+	out := s.snapshot(manager.Instance{
+		ID: n.InstanceID, Name: n.InstanceName, MemoryMiB: n.MemoryMiB, VCPUs: n.VCPUs, ImageDigest: n.ImageDigest,
+		Snapshot: &n.SnapshotRef,
+	}, jobs)
+	out.Name = n.Name
+	out.Kind = api.SnapshotKind(n.Kind)
+	out.Standby = ptr(false)
+	if n.Kind == manager.KindStopped {
+		out.Compression = nil // no memory: nothing compressed
+	}
+	return out
+}
 
 // localSnapshots returns the snapshots whose raw files this host holds,
 // newest first.
@@ -31,7 +90,11 @@ func (s *Server) localSnapshots(ctx context.Context) ([]api.Snapshot, error) {
 			out = append(out, s.snapshot(in, jobs))
 		}
 	}
-	return out, nil
+	named, err := s.LocalNamedSnapshots(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, named...), nil
 }
 
 // findSnapshot returns the instance whose current snapshot is id; with
@@ -66,6 +129,19 @@ func (s *Server) GetHostSnapshot(ctx context.Context, req hostapi.GetHostSnapsho
 	if err := api.ValidateID("snapshot", req.Id); err != nil {
 		return nil, err
 	}
+	if nm := s.named(); nm != nil {
+		n, err := nm.GetSnapshot(ctx, req.Id)
+		if err == nil {
+			jobs, err := s.jobsByID(ctx)
+			if err != nil {
+				return nil, err
+			}
+			return hostapi.GetHostSnapshot200JSONResponse(s.namedSnapshot(n, jobs)), nil
+		}
+		if !isNotFound(err) {
+			return nil, err
+		}
+	}
 	in, ok, err := s.findSnapshot(ctx, req.Id, false)
 	if err != nil {
 		return nil, err
@@ -80,15 +156,30 @@ func (s *Server) GetHostSnapshot(ctx context.Context, req hostapi.GetHostSnapsho
 	return hostapi.GetHostSnapshot200JSONResponse(s.snapshot(in, jobs)), nil
 }
 
-// DeleteHostSnapshot drops the host's local copy of a snapshot. The only
-// local snapshots are standby snapshots, which are their instance's
-// memory: dropping one would lose a parked VM (or, once committed, is the
-// manager's decision under keep_local_after_commit). So an absent one is
-// 204 and a present one is 409 conflict naming the instance to delete
-// instead.
+// DeleteHostSnapshot drops the host's local copy of a snapshot. A named
+// snapshot is forgotten here: its upload is cancelled and its files
+// removed (409 conflict while forks copy them). A standby snapshot is its
+// instance's memory: dropping one would lose a parked VM (or, once
+// committed, is the manager's decision under keep_local_after_commit), so
+// a present one is 409 conflict naming the instance to delete instead.
+// An absent one is 204.
 func (s *Server) DeleteHostSnapshot(ctx context.Context, req hostapi.DeleteHostSnapshotRequestObject) (hostapi.DeleteHostSnapshotResponseObject, error) {
 	if err := api.ValidateID("snapshot", req.Id); err != nil {
 		return nil, err
+	}
+	if nm := s.named(); nm != nil {
+		op, done, err := s.operation(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
+		err = nm.DeleteSnapshot(op, req.Id)
+		if err == nil {
+			return hostapi.DeleteHostSnapshot204Response{}, nil
+		}
+		if !isNotFound(err) {
+			return nil, err
+		}
 	}
 	in, ok, err := s.findSnapshot(ctx, req.Id, true)
 	if err != nil {
@@ -101,20 +192,81 @@ func (s *Server) DeleteHostSnapshot(ctx context.Context, req hostapi.DeleteHostS
 		"snapshot %s is the standby state of instance %s (storage %s): delete the instance to drop it", req.Id, in.ID, in.Snapshot.Storage)
 }
 
-// CreateHostSnapshot would take a named snapshot; the manager has no
-// named snapshots yet, so it refuses with a clear error.
+// CreateHostSnapshot takes named snapshot req.Body.SnapshotId of an
+// instance and answers once it is durable locally (201); its upload
+// follows. Kind standby needs the compression the server resolved and a
+// running instance, which goes on running; kind stopped takes no
+// compression. A retry with the same snapshot id, name and kind answers
+// the snapshot (200), also after a daemon restart; the id used for
+// anything else is 409 conflict.
 func (s *Server) CreateHostSnapshot(ctx context.Context, req hostapi.CreateHostSnapshotRequestObject) (hostapi.CreateHostSnapshotResponseObject, error) {
 	if err := api.ValidateID("instance", req.Id); err != nil {
 		return nil, err
 	}
-	if err := api.ValidateID("snapshot", req.Body.SnapshotId); err != nil {
+	b := req.Body
+	if err := api.ValidateID("snapshot", b.SnapshotId); err != nil {
 		return nil, err
 	}
-	if _, err := s.m.Get(ctx, req.Id); err != nil {
+	nm := s.named()
+	if nm == nil {
+		return nil, api.NewError(api.ErrorCodeInvalidState, "snapshot instance %s: this host's manager takes no named snapshots", req.Id)
+	}
+	var fields []api.FieldError
+	if err := api.ValidateName("name", b.Name); err != nil {
+		fields = append(fields, api.FieldError{Field: "name", Message: err.Error()})
+	}
+	spec := manager.SnapshotSpec{SnapshotID: b.SnapshotId, Name: b.Name, Kind: string(b.Kind)}
+	switch b.Kind {
+	case api.SnapshotKindStandby:
+		if b.Compression == nil {
+			fields = append(fields, api.FieldError{Field: "compression", Message: "required for kind standby (the server resolves it)"})
+		}
+	case api.SnapshotKindStopped:
+		if b.Compression != nil {
+			fields = append(fields, api.FieldError{Field: "compression", Message: "not allowed for kind stopped (it stores no memory)"})
+		}
+	default:
+		fields = append(fields, api.FieldError{Field: "kind", Message: fmt.Sprintf("%q is not a snapshot kind (want standby or stopped)", truncated(string(b.Kind)))})
+	}
+	if len(fields) > 0 {
+		e := api.NewError(api.ErrorCodeInvalidRequest, "snapshot instance %s: %s: %s", req.Id, fields[0].Field, fields[0].Message)
+		e.Fields = &fields
+		return nil, e
+	}
+	if b.Compression != nil {
+		setting, err := resolvedSetting(*b.Compression)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot instance %s: compression: %w", req.Id, err)
+		}
+		spec.Compression = &setting
+	}
+	_, err := nm.GetSnapshot(ctx, b.SnapshotId)
+	retry := err == nil
+	op, done, err := s.operation(ctx)
+	if err != nil {
 		return nil, err
 	}
-	return nil, api.NewError(api.ErrorCodeInvalidState,
-		"snapshot instance %s: named snapshots are not supported by this host yet; use standby", req.Id)
+	defer done()
+	n, err := nm.Snapshot(op, req.Id, spec)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := s.jobsByID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if retry {
+		return hostapi.CreateHostSnapshot200JSONResponse(s.namedSnapshot(n, jobs)), nil
+	}
+	return hostapi.CreateHostSnapshot201JSONResponse(s.namedSnapshot(n, jobs)), nil
+}
+
+// truncated bounds a caller's string quoted back in an error message.
+func truncated(v string) string {
+	if len(v) > 40 {
+		return v[:40] + "..."
+	}
+	return v
 }
 
 // ForkHostSnapshot starts instance req.Body.InstanceId from snapshot

@@ -13,7 +13,8 @@ import (
 
 // Fork creates a new instance running a copy of a snapshot. source is an
 // instance id (its current snapshot; the instance must be on standby) or a
-// snapshot id. If this host holds the snapshot's raw files the fork reads
+// snapshot id (a standby snapshot, or a named one: see Snapshot; a
+// stopped snapshot's fork is a fresh boot of its size and image). If this host holds the snapshot's raw files the fork reads
 // them — without cancelling a running upload — and gets its own sparse
 // copy of the memory file (see copySparse); otherwise the snapshot is
 // downloaded from central storage (each chunk once per host: downloads of
@@ -29,6 +30,12 @@ func (m *Manager) Fork(ctx context.Context, source string, spec ForkSpec) (Insta
 	}
 	if err := ValidateID(source); err != nil {
 		return Instance{}, fmt.Errorf("fork: source %q: %w: %w", source, ErrNotFound, err)
+	}
+	if in, handled, err := m.forkNamed(ctx, source, spec, "fork"); handled {
+		if err != nil {
+			return in, fmt.Errorf("fork %s: %w", source, err)
+		}
+		return in, nil
 	}
 	src, sid, err := m.forkSource(source)
 	if err != nil {
@@ -47,13 +54,20 @@ func (m *Manager) Fork(ctx context.Context, source string, spec ForkSpec) (Insta
 				m.dropLocalLocked(src)
 			}
 		}()
-		in, err = m.forkLocal(ctx, src, sid, spec)
+		m.mu.Lock()
+		base := src.meta.clone()
+		m.mu.Unlock()
+		in, err = m.forkLocal(ctx, base, sid, spec)
 	} else {
 		man, rec, merr := m.committedManifest(ctx, sid)
 		if merr != nil {
 			return Instance{}, fmt.Errorf("fork %s: %w", source, merr)
 		}
-		in, err = m.createFromCentral(ctx, man, rec, spec, "fork")
+		if man.Kind == KindStopped {
+			in, err = m.bootFromRecord(ctx, rec, spec, sid, "fork")
+		} else {
+			in, err = m.createFromCentral(ctx, man, rec, spec, "fork")
+		}
 	}
 	if err != nil {
 		return in, fmt.Errorf("fork %s: %w", source, err)
@@ -102,11 +116,9 @@ func (m *Manager) forkSource(source string) (*entry, string, error) {
 	return e, s.ID, nil
 }
 
-// forkLocal creates the fork from src's local snapshot files.
-func (m *Manager) forkLocal(ctx context.Context, src *entry, sid string, spec ForkSpec) (Instance, error) {
-	m.mu.Lock()
-	base := src.meta.clone()
-	m.mu.Unlock()
+// forkLocal creates the fork from the local files of snapshot sid, taken
+// of an instance of base's size and image.
+func (m *Manager) forkLocal(ctx context.Context, base Instance, sid string, spec ForkSpec) (Instance, error) {
 	e, done, err := m.reserve(Instance{
 		ID: spec.ID, Name: spec.Name, MemoryMiB: base.MemoryMiB, VCPUs: base.VCPUs, Image: base.Image,
 		SnapshotPolicy: base.SnapshotPolicy,

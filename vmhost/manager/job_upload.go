@@ -172,33 +172,16 @@ func cancelResult(ctx context.Context) string {
 func (m *Manager) uploadOnce(ctx context.Context, jr *jobRun) (*snapshot.Manifest, error) {
 	m.mu.Lock()
 	j := *jr.job
-	var rec vmRecord
-	if e := m.insts[j.InstanceID]; e != nil {
-		rec = recordOf(&e.meta)
-	}
 	m.mu.Unlock()
-	dir := m.dirs.snapshotDir(j.ID)
-	info, err := vmhost.ReadSnapshotInfo(dir)
-	if err != nil {
-		return nil, err
+	source := m.standbySource
+	if j.role() == RoleNamed {
+		source = m.namedSource
 	}
-	if rec.InstanceID == "" {
-		return nil, fmt.Errorf("upload %s: instance %s: %w", j.ID, j.InstanceID, fs.ErrNotExist)
-	}
-	vm, err := json.Marshal(rec)
+	snap, files, err := source(&j)
 	if err != nil {
 		return nil, err
 	}
 	m.loadIndex(ctx)
-	snap := snapshot.Info{
-		ID: j.ID, SourceInstance: j.InstanceID, Kind: KindStandby, VM: vm,
-		Hypervisor: m.hypervisorID(), ImageDigest: info.Boot.ImageDigest, Compression: j.setting(),
-		Created: info.Created, Labels: j.labels(rec),
-	}
-	var files []snapshot.FileSource
-	for _, name := range []string{vmhost.MemoryFile, vmhost.DeviceStateFile, vmhost.SnapshotInfoFile} {
-		files = append(files, snapshot.FileSource{Name: name, Path: filepath.Join(dir, name)})
-	}
 	opts := snapshot.UploadOptions{
 		Cache: m.cache,
 		Progress: func(p snapshot.Progress) {
@@ -218,6 +201,38 @@ func (m *Manager) uploadOnce(ctx context.Context, jr *jobRun) (*snapshot.Manifes
 	return man, nil
 }
 
+// standbySource is what an upload of standby snapshot j sends.
+func (m *Manager) standbySource(j *Job) (snapshot.Info, []snapshot.FileSource, error) {
+	m.mu.Lock()
+	var rec vmRecord
+	if e := m.insts[j.InstanceID]; e != nil {
+		rec = recordOf(&e.meta)
+	}
+	m.mu.Unlock()
+	dir := m.dirs.snapshotDir(j.ID)
+	info, err := vmhost.ReadSnapshotInfo(dir)
+	if err != nil {
+		return snapshot.Info{}, nil, err
+	}
+	if rec.InstanceID == "" {
+		return snapshot.Info{}, nil, fmt.Errorf("upload %s: instance %s: %w", j.ID, j.InstanceID, fs.ErrNotExist)
+	}
+	vm, err := json.Marshal(rec)
+	if err != nil {
+		return snapshot.Info{}, nil, err
+	}
+	snap := snapshot.Info{
+		ID: j.ID, SourceInstance: j.InstanceID, Kind: KindStandby, VM: vm,
+		Hypervisor: m.hypervisorID(), ImageDigest: info.Boot.ImageDigest, Compression: j.setting(),
+		Created: info.Created, Labels: j.labels(rec),
+	}
+	var files []snapshot.FileSource
+	for _, name := range []string{vmhost.MemoryFile, vmhost.DeviceStateFile, vmhost.SnapshotInfoFile} {
+		files = append(files, snapshot.FileSource{Name: name, Path: filepath.Join(dir, name)})
+	}
+	return snap, files, nil
+}
+
 // jobUpdate changes jr's job and, if the instance still has this
 // snapshot, its SnapshotRef. With persist the job file and instance
 // metadata are written; without, only memory changes, and the job file at
@@ -226,6 +241,10 @@ func (m *Manager) jobUpdate(jr *jobRun, persist bool, fn func(*Job, *SnapshotRef
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j := jr.job
+	if j.role() == RoleNamed {
+		m.namedJobUpdateLocked(jr, persist, fn)
+		return
+	}
 	e := m.insts[j.InstanceID]
 	if e != nil && (e.meta.Snapshot == nil || e.meta.Snapshot.ID != j.ID) {
 		e = nil
@@ -267,6 +286,10 @@ func (m *Manager) committed(jr *jobRun, man *snapshot.Manifest) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	j := jr.job
+	if j.role() == RoleNamed {
+		m.namedCommittedLocked(jr, man)
+		return
+	}
 	e := m.insts[j.InstanceID]
 	if e != nil && (e.meta.Snapshot == nil || e.meta.Snapshot.ID != j.ID) {
 		e = nil

@@ -38,6 +38,10 @@ type Service interface {
 	RestoreSnapshot(ctx context.Context, snapshotID string, spec ForkSpec) (Instance, error)
 	Delete(ctx context.Context, id string) error
 	Jobs(ctx context.Context) ([]Job, error)
+	Snapshot(ctx context.Context, id string, spec SnapshotSpec) (NamedSnapshot, error)
+	Snapshots(ctx context.Context, instanceID string) ([]NamedSnapshot, error)
+	GetSnapshot(ctx context.Context, snapshotID string) (NamedSnapshot, error)
+	DeleteSnapshot(ctx context.Context, snapshotID string) error
 }
 
 var _ Service = (*Manager)(nil)
@@ -83,6 +87,7 @@ type Manager struct {
 	mu    sync.Mutex
 	insts map[string]*entry
 	jobs  map[string]*jobRun // active upload jobs by snapshot id
+	named map[string]*named  // named snapshots by id (snapshot.go)
 	// indexLoaded: the repo's chunk index was loaded (once, by the first
 	// upload after Open).
 	indexLoaded bool
@@ -147,6 +152,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 		slots: make(chan struct{}, cfg.UploadConcurrency),
 		insts: map[string]*entry{},
 		jobs:  map[string]*jobRun{},
+		named: map[string]*named{},
 	}
 	if err := m.dirs.init(); err != nil {
 		return nil, err

@@ -53,7 +53,10 @@ func (m *Manager) recover(ctx context.Context) error {
 		m.mu.Unlock()
 		m.recoverInstance(ctx, e, byID)
 	}
-	// Jobs no instance claimed belong to deleted or restored snapshots.
+	if err := m.recoverNamed(byID); err != nil {
+		return err
+	}
+	// Jobs no snapshot claimed belong to deleted or restored snapshots.
 	m.mu.Lock()
 	claimed := map[string]bool{}
 	for _, j := range m.held {
@@ -252,6 +255,11 @@ func (m *Manager) sweep(ctx context.Context) {
 		}
 		if e.meta.Pending != "" {
 			snaps[e.meta.Pending] = true
+		}
+	}
+	for id, n := range m.named {
+		if n.meta.Local {
+			snaps[id] = true
 		}
 	}
 	m.mu.Unlock()

@@ -328,6 +328,14 @@ type ForkSpec struct {
 // image or hypervisor is refused (vmhost.ErrSnapshotMismatch), a corrupt
 // chunk fails the download (storage.ErrCorrupt) and no VM is resumed.
 func (m *Manager) RestoreSnapshot(ctx context.Context, snapshotID string, spec ForkSpec) (Instance, error) {
+	// A named snapshot whose files are here is read like a fork reads
+	// them: it outlives the restore, so its upload goes on.
+	if in, handled, err := m.forkNamed(ctx, snapshotID, spec, "restore"); handled {
+		if err != nil {
+			return in, fmt.Errorf("restore snapshot %s: %w", snapshotID, err)
+		}
+		return in, nil
+	}
 	man, rec, err := m.committedManifest(ctx, snapshotID)
 	if err != nil {
 		return Instance{}, fmt.Errorf("restore snapshot: %w", err)
@@ -338,7 +346,12 @@ func (m *Manager) RestoreSnapshot(ctx context.Context, snapshotID string, spec F
 	if spec.Name == "" {
 		spec.Name = rec.Name
 	}
-	in, err := m.createFromCentral(ctx, man, rec, spec, "restore")
+	var in Instance
+	if man.Kind == KindStopped {
+		in, err = m.bootFromRecord(ctx, rec, spec, snapshotID, "restore")
+	} else {
+		in, err = m.createFromCentral(ctx, man, rec, spec, "restore")
+	}
 	if err != nil {
 		return in, fmt.Errorf("restore snapshot %s: %w", snapshotID, err)
 	}
