@@ -143,6 +143,20 @@ func (s *Server) instanceViewLocked(r *instanceRec) api.Instance {
 		if sr := s.snapshots[sid]; sr != nil {
 			st := sr.snap.State
 			v.Storage = &st
+			if st == api.SnapshotStateCentral {
+				// openapi.yaml, Instance.host: absent once only the
+				// central copy is left. r.inst.Host stays the host
+				// that holds the instance's record (the one a delete
+				// goes to).
+				if v.Host != nil && !sr.hosts[*v.Host] {
+					v.Host = nil
+				}
+				// The upload is over once the snapshot is central,
+				// whatever the last heartbeat before the commit said.
+				if j := v.Job; j != nil && j.Kind == api.JobKindUpload && j.SnapshotId != nil && *j.SnapshotId == sid {
+					v.Job = nil
+				}
+			}
 		}
 	} else if r.forkedFrom != "" {
 		f := r.forkedFrom

@@ -67,3 +67,52 @@ func TestCommitLearnedFromHeartbeat(t *testing.T) {
 		t.Errorf("instance after the commit: %+v", got)
 	}
 }
+
+// TestCentralInstanceView: an instance whose standby snapshot is central
+// shows no upload job, even when the server read the manifest before the
+// host's next heartbeat; and no host once that host dropped the files
+// (openapi.yaml, Instance.host), while one that keeps them is shown.
+func TestCentralInstanceView(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CatalogSync = server.Duration(time.Second)
+	e := newEnv(t, cfg)
+	ctx := context.Background()
+	a := e.addHost("host-a", 4096, 8)
+	k := e.addHost("host-k", 1024, 8)
+	k.keepLocal = true
+
+	for _, tc := range []struct {
+		host     *fakeHost
+		wantHost bool
+	}{{a, false}, {k, true}} {
+		in := e.create("box-"+tc.host.id, 256, 1, tc.host.id, nil)
+		sid := *e.standby(in.Id, nil).SnapshotId
+		tc.host.uploading(sid, 1)
+		e.heartbeat(tc.host)
+		if got := e.instance(in.Id); got.Job == nil || got.Job.Kind != api.JobKindUpload || got.Job.State != api.JobStateRunning {
+			t.Fatalf("instance while uploading: %+v", got)
+		}
+		if _, err := tc.host.commit(ctx, sid); err != nil {
+			t.Fatal(err)
+		}
+		// No heartbeat: the periodic listing of the bucket finds the
+		// manifest first.
+		waitFor(t, "snapshot central from the bucket", func() bool {
+			s := e.snapshot(sid)
+			return s.State == api.SnapshotStateCentral && s.CommittedAt != nil
+		})
+		if got := e.instance(in.Id); got.Job != nil || got.Storage == nil || *got.Storage != api.SnapshotStateCentral {
+			t.Errorf("%s: central instance shows job %+v, storage %v", tc.host.id, got.Job, got.Storage)
+		}
+		e.heartbeat(tc.host)
+		got := e.instance(in.Id)
+		if got.Job != nil || (got.Host != nil) != tc.wantHost || (tc.wantHost && *got.Host != tc.host.id) {
+			t.Errorf("%s: central instance after the host's heartbeat: host %v job %+v, want host shown %v", tc.host.id, got.Host, got.Job, tc.wantHost)
+		}
+		// The listing filter follows what is shown.
+		r, err := e.c.ListInstancesWithResponse(ctx, &api.ListInstancesParams{Host: ptr(tc.host.id)})
+		if err != nil || r.JSON200 == nil || (len(r.JSON200.Items) == 1) != tc.wantHost {
+			t.Errorf("%s: list by host: %v %+v", tc.host.id, err, r.JSON200)
+		}
+	}
+}
