@@ -228,6 +228,18 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 			if in.State == api.InstanceStateDeleted {
 				continue
 			}
+			if s.deleted[in.Id] {
+				// Deleted through the API while this host kept a record
+				// (the instance had moved away from it): never adopted
+				// again, and the host is told to drop it.
+				s.forgetLocked(h, in, "deleted")
+				continue
+			}
+			if in.State == api.InstanceStateStandby && (in.SnapshotId == nil || (s.snapshots[*in.SnapshotId] == nil && !local[*in.SnapshotId])) {
+				// A standby whose snapshot neither the bucket (the
+				// catalog) nor this host has: nothing to restore it from.
+				continue
+			}
 			r = &instanceRec{inst: in}
 			r.inst.Job = nil
 			if in.SnapshotPolicy != nil {
@@ -241,8 +253,17 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 		if r.busy != "" {
 			continue
 		}
-		if in.State == api.InstanceStateStandby && (r.inst.Host == nil || *r.inst.Host != h.id) {
-			// Local files of an instance that lives elsewhere now.
+		if r.inst.Host != nil && *r.inst.Host != h.id {
+			// The instance lives elsewhere now (restored on another
+			// host): h's record is stale, and must go before a restore
+			// placed on h finds it.
+			s.forgetLocked(h, in, "moved to "+*r.inst.Host)
+			continue
+		}
+		if r.inst.Host == nil && in.State == api.InstanceStateStandby && (in.SnapshotId == nil || *in.SnapshotId != r.standbySnap) {
+			// Recovered from the bucket, whose newest standby snapshot
+			// of the instance is not the one h holds.
+			s.forgetLocked(h, in, "older standby snapshot")
 			continue
 		}
 		if in.State != r.inst.State {

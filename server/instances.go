@@ -468,8 +468,33 @@ func (s *Server) resumeLocked(ctx context.Context, r *instanceRec, sr *snapshotR
 	r.inst.UpdatedAt = s.now().UTC()
 	r.inst.Job, r.inst.Error = nil, nil
 	sr.cached[hostID] = true
+	if prevHost != nil && *prevHost != hostID {
+		// The instance moved: its old host still holds a standby record
+		// of it, which a later restore placed there would trip over.
+		s.forgetMovedLocked(*prevHost, r.inst.Id, sid)
+	}
 	s.notifyLocked()
 	return s.instanceViewLocked(r), nil
+}
+
+// forgetMovedLocked tells host hid, which held instance id on standby
+// with snapshot sid, to drop its record now that the instance runs
+// elsewhere: as its last heartbeat reported the record, or, without one,
+// as the server knows it.
+func (s *Server) forgetMovedLocked(hid, id, sid string) {
+	h := s.hosts[hid]
+	if h == nil {
+		return
+	}
+	in := api.Instance{Id: id, State: api.InstanceStateStandby, SnapshotId: &sid}
+	if h.hb != nil {
+		for _, rep := range h.hb.Instances {
+			if rep.Id == id {
+				in = rep
+			}
+		}
+	}
+	s.forgetLocked(h, in, "moved")
 }
 
 // placeForSnapshotLocked places a restore or fork of sr: the holder of its

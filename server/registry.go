@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -304,6 +305,97 @@ func validateHeartbeat(hb *hostapi.Heartbeat) error {
 		}
 	}
 	return fieldsError(fields)
+}
+
+// forgetKey is one host's record of one instance.
+type forgetKey struct{ host, instance string }
+
+// forgetLocked asks host h, in the background, to drop its record of
+// instance in (the host API's delete, idempotent): the instance was
+// deleted through the API, or lives on another host now. A record that
+// holds something the bucket does not is left alone, whatever the
+// reason: a snapshot not committed yet (its upload runs), or, for an
+// instance that moved, a running VM. What is left is looked at again at
+// the host's next heartbeat, which is also how a failed call is retried.
+func (s *Server) forgetLocked(h *hostEntry, in api.Instance, reason string) {
+	key := forgetKey{h.id, in.Id}
+	if _, ok := s.forgets[key]; ok || in.State == api.InstanceStateCreating {
+		return
+	}
+	if reason != "deleted" {
+		if in.State == api.InstanceStateRunning {
+			s.log.Debug("stale record of a running instance left alone", "host", h.id, "instance", in.Id, "reason", reason)
+			return
+		}
+		if in.SnapshotId != nil && !s.committedLocked(*in.SnapshotId, in.Storage) {
+			return
+		}
+	}
+	s.forgets[key] = false
+	s.log.Info("telling a host to forget its record of an instance", "host", h.id, "instance", in.Id, "state", in.State, "reason", reason)
+	select {
+	case s.forgetKick <- struct{}{}:
+	default:
+	}
+}
+
+// committedLocked: snapshot sid is in the bucket, by the catalog or by the
+// host's report (storage).
+func (s *Server) committedLocked(sid string, storage *api.SnapshotState) bool {
+	if storage != nil && *storage == api.SnapshotStateCentral {
+		return true
+	}
+	sr := s.snapshots[sid]
+	return sr != nil && sr.snap.State == api.SnapshotStateCentral
+}
+
+// forgetter runs the calls forgetLocked asked for, one at a time, until
+// the server closes.
+func (s *Server) forgetter() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.bg.Done():
+			return
+		case <-s.forgetKick:
+		}
+		for {
+			s.mu.Lock()
+			var key forgetKey
+			var client HostClient
+			for k, running := range s.forgets {
+				h := s.hosts[k.host]
+				switch {
+				case running:
+					continue
+				case h == nil || !s.availableLocked(h):
+					delete(s.forgets, k) // asked again at its next heartbeat
+					continue
+				}
+				key, client = k, h.client
+				s.forgets[k] = true
+				break
+			}
+			s.mu.Unlock()
+			if client == nil {
+				break
+			}
+			ctx, cancel := context.WithTimeout(s.bg, time.Duration(s.cfg.Hosts.CallTimeout))
+			err := client.DeleteInstance(ctx, key.instance)
+			cancel()
+			s.mu.Lock()
+			delete(s.forgets, key)
+			s.mu.Unlock()
+			if err != nil {
+				if s.bg.Err() != nil {
+					return
+				}
+				s.log.Warn("host did not forget its record of an instance; asking again at its next heartbeat", "host", key.host, "instance", key.instance, "err", err)
+				continue
+			}
+			s.log.Info("host forgot its record of an instance", "host", key.host, "instance", key.instance)
+		}
+	}
 }
 
 // hostsSorted returns the hosts sorted by id.

@@ -48,8 +48,12 @@ type Server struct {
 	// pendingManifests are snapshots whose commit a heartbeat revealed:
 	// their manifests are read at the next kick (readManifests).
 	pendingManifests map[string]bool
-	changed          chan struct{} // closed and replaced on every catalog change
-	dirty            bool          // the state dir cache is behind
+	// forgets are host records of instances to drop (forgetLocked); true
+	// while the call runs.
+	forgets    map[forgetKey]bool
+	forgetKick chan struct{}
+	changed    chan struct{} // closed and replaced on every catalog change
+	dirty      bool          // the state dir cache is behind
 
 	syncKick  chan struct{}
 	bg        context.Context
@@ -115,6 +119,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		snapshots:        map[string]*snapshotRec{},
 		deleted:          map[string]bool{},
 		pendingManifests: map[string]bool{},
+		forgets:          map[forgetKey]bool{},
+		forgetKick:       make(chan struct{}, 1),
 		changed:          make(chan struct{}),
 		syncKick:         make(chan struct{}, 1),
 	}
@@ -165,8 +171,9 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 	s.handler = s.routes()
 	s.bg, s.stop = context.WithCancel(context.Background())
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.background()
+	go s.forgetter()
 	return s, nil
 }
 
