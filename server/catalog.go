@@ -438,12 +438,16 @@ func (s *Server) applyManifestLocked(m *snapshot.Manifest) {
 		if !kind.Valid() {
 			kind = api.SnapshotKindStandby
 		}
+		// The name the snapshot had (hangar.snapshot.name); a manifest
+		// without the label (or with a bad one) gets <instance>-standby
+		// for a standby snapshot (its <n> is not in the bucket), else its
+		// id.
 		name := m.Labels[labelSnapshotName]
 		if api.ValidateName("name", name) != nil {
-			name = m.ID // manifests without the label (or with a bad one)
-		}
-		if standby && vm.Name != "" {
-			name = truncate(vm.Name, 50) + "-standby"
+			name = m.ID
+			if standby && vm.Name != "" {
+				name = truncate(vm.Name, 50) + "-standby"
+			}
 		}
 		sr = newSnapshotRec(api.Snapshot{
 			Id: m.ID, Name: name, Kind: kind, InstanceId: instID,

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -114,5 +115,31 @@ func TestCentralInstanceView(t *testing.T) {
 		if err != nil || r.JSON200 == nil || (len(r.JSON200.Items) == 1) != tc.wantHost {
 			t.Errorf("%s: list by host: %v %+v", tc.host.id, err, r.JSON200)
 		}
+	}
+}
+
+// TestRecoveredStandbyName: a standby snapshot recovered from the bucket
+// keeps the name its manifest label records (<instance>-standby-<n>), not
+// the <instance>-standby fallback of manifests without one.
+func TestRecoveredStandbyName(t *testing.T) {
+	e := newEnv(t, testConfig(t))
+	ctx := context.Background()
+	a := e.addHost("host-a", 4096, 8)
+	in := e.create("box", 256, 1, "host-a", nil)
+	sid := *e.standby(in.Id, nil).SnapshotId
+	want := e.snapshot(sid).Name
+	if want != "box-standby-1" {
+		t.Fatalf("live standby snapshot named %q", want)
+	}
+	a.mu.Lock()
+	a.labels[sid]["hangar.snapshot.name"] = want
+	a.mu.Unlock()
+	if _, err := a.commit(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.StateDir = filepath.Join(t.TempDir(), "fresh") // nothing cached
+	e.start()
+	if got := e.snapshot(sid); got.Name != want || got.State != api.SnapshotStateCentral {
+		t.Fatalf("recovered standby snapshot %q (%s), want %q", got.Name, got.State, want)
 	}
 }
