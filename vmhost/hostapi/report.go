@@ -14,7 +14,7 @@ import (
 const maxReportItems = 10000
 
 // Report builds a heartbeat: capacity and allocation, every instance, the
-// snapshots whose files the host holds, the running jobs, the cache
+// snapshots whose files the host holds (standby and named), the running jobs, the cache
 // summary and the host's health. It implements register.Reporter.
 func (s *Server) Report(ctx context.Context) (hostapi.Heartbeat, error) {
 	ins, err := s.m.List(ctx)
@@ -41,6 +41,19 @@ func (s *Server) Report(ctx context.Context) (hostapi.Heartbeat, error) {
 		if in.Snapshot != nil && in.Snapshot.Local && len(hb.Snapshots) < maxReportItems {
 			hb.Snapshots = append(hb.Snapshots, s.snapshot(in, jobs))
 		}
+	}
+	// Named snapshots outlive their instances, so they are reported apart
+	// from them: the server learns of their uploads and of a host that
+	// still holds their files from here, as for standby snapshots.
+	named, err := s.LocalNamedSnapshots(ctx)
+	if err != nil {
+		return hostapi.Heartbeat{}, fmt.Errorf("list named snapshots: %w", err)
+	}
+	for _, sn := range named {
+		if len(hb.Snapshots) >= maxReportItems {
+			break
+		}
+		hb.Snapshots = append(hb.Snapshots, sn)
 	}
 	var problems []string
 	for _, j := range jobs {

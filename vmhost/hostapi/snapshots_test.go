@@ -160,6 +160,17 @@ func TestNamedSnapshots(t *testing.T) {
 	if err != nil || len(hb) != 2 {
 		t.Fatalf("heartbeat's named snapshots: %+v, %v", hb, err)
 	}
+	rep, err := s.Report(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := map[string]string{}
+	for _, sn := range rep.Snapshots {
+		reported[sn.Id] = sn.Name
+	}
+	if len(rep.Snapshots) != 2 || reported["n-1"] != "first" || reported["n-2"] != "cfg" {
+		t.Fatalf("heartbeat snapshots %+v, want the named n-1 and n-2", rep.Snapshots)
+	}
 	gr, _ := c.GetHostSnapshotWithResponse(ctx, "n-2")
 	if gr.JSON200 == nil || gr.JSON200.Name != "cfg" || gr.JSON200.Standby == nil || *gr.JSON200.Standby {
 		t.Fatalf("get: %d %s", gr.StatusCode(), gr.Body)
