@@ -12,7 +12,7 @@ import (
 
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/internal/config"
-	"github.com/hangar-vm/hangar/storage/s3"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 )
 
 // Config configures a Server: one YAML document (see ParseConfig), every
@@ -90,20 +90,14 @@ type HTTPConfig struct {
 
 // Store kinds.
 const (
-	StoreS3 = "s3" // an S3-compatible bucket (MinIO, AWS S3)
-	StoreFS = "fs" // a local directory (hangar dev, one machine)
+	StoreS3 = storeconfig.KindS3 // an S3-compatible bucket (MinIO, AWS S3)
+	StoreFS = storeconfig.KindFS // a local directory (hangar dev, one machine)
 )
 
-// StoreConfig names the central store. OpenStore turns it into a
-// storage.Store.
-type StoreConfig struct {
-	// Kind is "s3" or "fs".
-	Kind string `yaml:"kind" json:"kind"`
-	// S3 configures kind s3.
-	S3 s3.Config `yaml:"s3" json:"s3"`
-	// Dir is the directory of kind fs.
-	Dir string `yaml:"dir" json:"dir"`
-}
+// StoreConfig names the central store: the store section every hangar
+// process shares (storage/storeconfig, whose Open turns it into a
+// storage.Store). The server insists on an explicit kind.
+type StoreConfig = storeconfig.Config
 
 // Defaults, in one place.
 const (
@@ -154,25 +148,9 @@ func (c Config) WithDefaults() Config {
 	if c.CatalogSync == 0 {
 		c.CatalogSync = Duration(DefaultCatalogSync)
 	}
-	if c.Store.Kind == StoreS3 {
-		c.Store.S3 = c.Store.S3.WithDefaults()
-		if c.Store.S3.UnsignedPayloadPrefixes == nil {
-			c.Store.S3.UnsignedPayloadPrefixes = DefaultUnsignedPayloadPrefixes()
-		}
-	}
+	c.Store = c.Store.WithDefaults()
 	return c
 }
-
-// DefaultUnsignedPayloadPrefixes are the keys whose bodies the S3 store
-// sends as UNSIGNED-PAYLOAD unless store.s3.unsigned_payload_prefixes
-// says otherwise (an empty list signs every body): the chunks. Over plain
-// HTTP a signed body costs a SHA-256 of every byte on both ends, and a
-// chunk needs none of it: its key is the SHA-256 of its content, checked
-// after decompression on every read (restore, fork, verify), so a body
-// damaged on the way is refused by its readers. Manifests and locks have
-// no such check and stay signed. Hosts use the same default
-// (vmhost/daemon).
-func DefaultUnsignedPayloadPrefixes() []string { return []string{"chunks/"} }
 
 // MinTokenLen is the shortest token accepted: a guessable token is no
 // authentication.
@@ -225,28 +203,14 @@ func (c Config) Validate() error {
 	if s := time.Duration(c.CatalogSync); s < time.Second {
 		add("catalog_sync: %v, want at least 1s", s)
 	}
-	if err := c.Store.validate(); err != nil {
+	// The server's store is the system of record: its kind is never
+	// guessed from the other settings.
+	if c.Store.Kind == "" {
+		add("store.kind: required (s3 or fs)")
+	} else if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func (s StoreConfig) validate() error {
-	switch s.Kind {
-	case StoreS3:
-		if err := s.S3.Validate(); err != nil {
-			return fmt.Errorf("store.s3: %w", err)
-		}
-	case StoreFS:
-		if s.Dir == "" {
-			return errors.New("store.dir: required for kind fs")
-		}
-	case "":
-		return errors.New("store.kind: required (s3 or fs)")
-	default:
-		return fmt.Errorf("store.kind: %q, want s3 or fs", s.Kind)
-	}
-	return nil
 }
 
 // ParseConfig reads a YAML config. Unknown keys are errors (a typo must not

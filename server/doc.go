@@ -34,7 +34,8 @@
 //     request changes nothing.
 //   - catalog.go: records, heartbeat merge, recovery from the bucket
 //     (snapshot.Repo.List), and the crash-safe cache in the state dir.
-//   - store.go: OpenStore stacks retry(metrics(backend)) in one place.
+//   - the central store is opened by storage/storeconfig.Open, the one
+//     place retry(metrics(backend)) is stacked (shared with the hosts).
 //   - metrics.go: requests by route and status, hosts by state, placement
 //     decisions, catalog syncs; exported at /metrics with the OpenTelemetry
 //     Prometheus exporter on the server's own registry.

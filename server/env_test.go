@@ -17,6 +17,7 @@ import (
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/fs"
 	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 )
 
 const (
@@ -77,7 +78,7 @@ func newEnv(t *testing.T, cfg server.Config) *env {
 		}
 		e.store, err = fs.Open(cfg.Store.Dir)
 	default:
-		e.store, err = server.OpenStore(context.Background(), cfg.Store, nil, slog.Default())
+		e.store, err = storeconfig.Open(context.Background(), cfg.Store, nil, slog.Default())
 	}
 	if err != nil {
 		t.Fatal(err)

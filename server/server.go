@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 )
 
 // Server is hangar's control plane: the public API, the cluster endpoints
@@ -142,8 +144,8 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 	}
 
 	if cfg.StateDir != "" {
-		if err := mkdirState(cfg.StateDir); err != nil {
-			return nil, err
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
 		}
 	}
 	s.manifests = o.manifests
@@ -152,7 +154,7 @@ func New(cfg Config, opts ...Option) (*Server, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), recoverTimeout)
 		defer cancel()
 		if st == nil {
-			if st, err = OpenStore(ctx, cfg.Store, meter, s.log); err != nil {
+			if st, err = storeconfig.Open(ctx, cfg.Store, meter, s.log); err != nil {
 				return nil, err
 			}
 		}

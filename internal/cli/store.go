@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,53 +11,23 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/hangar-vm/hangar/internal/config"
-	"github.com/hangar-vm/hangar/server"
 	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 )
 
-// storeFileConfig is the configuration of `hangar store`: the server's
-// store section (server.StoreConfig, opened by server.OpenStore, the one
-// place the store wrappers are stacked), so the same file section and the
-// same HANGAR_STORE_... variables serve both.
+// storeFileConfig is the configuration of `hangar store`: the store
+// section every hangar process shares (storage/storeconfig, opened by
+// storeconfig.Open, the one place the store wrappers are stacked), so the
+// same file section and the same HANGAR_STORE_... variables serve the
+// server, the hosts and this command.
 type storeFileConfig struct {
-	Store server.StoreConfig `yaml:"store"`
+	Store storeconfig.Config `yaml:"store"`
 }
 
 func defaultStoreFileConfig() storeFileConfig { return storeFileConfig{} }
 
-// kind is Kind, or the one kind the other settings point at.
-func storeKind(c server.StoreConfig) string {
-	switch {
-	case c.Kind != "":
-		return c.Kind
-	case c.Dir != "" && c.S3.Endpoint == "":
-		return server.StoreFS
-	case c.Dir == "" && c.S3.Endpoint != "":
-		return server.StoreS3
-	}
-	return ""
-}
-
 // Validate reports every problem at once.
-func (c *storeFileConfig) Validate() error {
-	s := c.Store
-	var errs []error
-	switch storeKind(s) {
-	case server.StoreFS:
-		if s.Dir == "" {
-			errs = append(errs, errors.New("store.dir: empty; a store of kind fs needs a directory"))
-		}
-	case server.StoreS3:
-		if err := s.S3.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("store.s3: %w", err))
-		}
-	case "":
-		errs = append(errs, errors.New("store: no store given; set store.dir (--store.dir, HANGAR_STORE_DIR) or store.s3.endpoint and store.s3.bucket"))
-	default:
-		errs = append(errs, fmt.Errorf("store.kind: %q, want s3 or fs", s.Kind))
-	}
-	return errors.Join(errs...)
-}
+func (c *storeFileConfig) Validate() error { return c.Store.Validate() }
 
 var storeSchema = mustSchema(&storeFileConfig{})
 
@@ -70,9 +39,7 @@ func (a *app) openRepo(cmd *cobra.Command, file string) (*snapshot.Repo, func(),
 		return nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(a.o.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sc := cfg.Store
-	sc.Kind = storeKind(sc)
-	st, err := server.OpenStore(cmd.Context(), sc, noop.NewMeterProvider().Meter("hangar-cli"), log)
+	st, err := storeconfig.Open(cmd.Context(), cfg.Store, noop.NewMeterProvider().Meter("hangar-cli"), log)
 	if err != nil {
 		return nil, nil, err
 	}

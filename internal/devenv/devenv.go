@@ -15,6 +15,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/internal/config"
 	"github.com/hangar-vm/hangar/server"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 	"github.com/hangar-vm/hangar/vmhost/daemon"
 	"github.com/hangar-vm/hangar/vmhost/guest"
 )
@@ -95,17 +96,17 @@ func Run(ctx context.Context, cfg Config) error {
 		Auth:     server.AuthConfig{UserToken: tokens.User, ClusterToken: tokens.Cluster},
 		StateDir: filepath.Join(cfg.Dir, "server"),
 	}
-	hstore := daemon.StoreConfig{}
+	// The server and the hosts share one store section.
+	var hstore storeconfig.Config
 	if cfg.S3.Endpoint != "" {
-		scfg.Store = server.StoreConfig{Kind: server.StoreS3, S3: cfg.S3}
-		hstore.Kind, hstore.S3 = daemon.StoreS3, cfg.S3
+		hstore = storeconfig.Config{Kind: storeconfig.KindS3, S3: cfg.S3}
 		info.Store = "s3 " + cfg.S3.Endpoint + "/" + cfg.S3.Bucket
 	} else {
 		dir := filepath.Join(cfg.Dir, "store")
-		scfg.Store = server.StoreConfig{Kind: server.StoreFS, Dir: dir}
-		hstore.Kind, hstore.Dir = daemon.StoreFS, dir
+		hstore = storeconfig.Config{Kind: storeconfig.KindFS, Dir: dir}
 		info.Store = "fs " + dir
 	}
+	scfg.Store = hstore
 	srv, err := server.New(scfg, server.WithLogger(cfg.Logger), server.WithVersion(cfg.Version))
 	if err != nil {
 		ln.Close()

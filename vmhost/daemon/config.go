@@ -16,8 +16,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/internal/config"
-	"github.com/hangar-vm/hangar/storage/retry"
-	"github.com/hangar-vm/hangar/storage/s3"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 	"github.com/hangar-vm/hangar/vmhost/manager"
 	"github.com/hangar-vm/hangar/vmhost/qemu"
 )
@@ -72,23 +71,14 @@ type CacheConfig struct {
 
 // Store kinds.
 const (
-	StoreS3 = "s3"
-	StoreFS = "fs"
+	StoreS3 = storeconfig.KindS3
+	StoreFS = storeconfig.KindFS
 )
 
-// StoreConfig names central storage, with the same keys as the server's
-// store section.
-type StoreConfig struct {
-	// Kind is s3 or fs; empty: fs when only dir is set, s3 when only
-	// s3.endpoint is.
-	Kind string `yaml:"kind"`
-	// Dir is the directory of kind fs.
-	Dir string `yaml:"dir"`
-	// S3 configures kind s3 (endpoint, bucket, prefix, credentials, TLS).
-	S3 s3.Config `yaml:"s3"`
-	// Retry is the retry budget of every store call.
-	Retry retry.Config `yaml:"retry"`
-}
+// StoreConfig names central storage: the store section every hangar
+// process shares (storage/storeconfig), with the same keys as the
+// server's. Its kind may be left out when dir or s3.endpoint says it.
+type StoreConfig = storeconfig.Config
 
 // QEMUConfig configures the QEMU driver.
 type QEMUConfig struct {
@@ -170,13 +160,7 @@ func (c Config) WithDefaults() Config {
 	if c.Cache.MaxBytes == 0 {
 		c.Cache.MaxBytes = DefaultCacheMaxBytes
 	}
-	if c.Store.kind() == StoreS3 {
-		c.Store.S3 = c.Store.S3.WithDefaults()
-		if c.Store.S3.UnsignedPayloadPrefixes == nil {
-			c.Store.S3.UnsignedPayloadPrefixes = DefaultUnsignedPayloadPrefixes()
-		}
-	}
-	c.Store.Retry = retryDefaults(c.Store.Retry)
+	c.Store = c.Store.WithDefaults()
 	if c.QEMU.Accel == "" {
 		c.QEMU.Accel = qemu.AccelKVM
 	}
@@ -202,17 +186,6 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
-
-// DefaultUnsignedPayloadPrefixes are the keys whose bodies the S3 store
-// sends as UNSIGNED-PAYLOAD unless store.s3.unsigned_payload_prefixes
-// says otherwise (an empty list signs every body): the chunks, which are
-// most of what a host uploads. Over plain HTTP a signed body costs a
-// SHA-256 of every byte on both ends, and a chunk needs none of it: its
-// key is the SHA-256 of its content, checked after decompression on every
-// read (restore, fork, verify), so a body damaged on the way is refused
-// by its readers. Manifests and locks have no such check and stay
-// signed. The server uses the same default.
-func DefaultUnsignedPayloadPrefixes() []string { return []string{"chunks/"} }
 
 // ErrInvalidConfig wraps every problem Validate finds.
 var ErrInvalidConfig = errors.New("invalid host config")
@@ -257,22 +230,13 @@ func (c Config) Validate() error {
 	if c.Cache.MaxBytes <= 0 {
 		add("cache.max_bytes: %d, want a positive size", c.Cache.MaxBytes)
 	}
-	switch c.Store.kind() {
-	case StoreS3:
-		if err := c.Store.S3.Validate(); err != nil {
-			add("store.s3: %w", err)
-		}
-	case StoreFS:
-		if !filepath.IsAbs(c.Store.Dir) {
-			add("store.dir: %q, want an absolute directory for kind fs", c.Store.Dir)
-		}
-	case "":
-		add("store: no store given; set store.dir (kind fs) or store.s3.endpoint and store.s3.bucket (kind s3)")
-	default:
-		add("store.kind: %q, want s3 or fs", c.Store.Kind)
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if err := c.Store.Retry.Validate(); err != nil {
-		add("store.retry: %w", err)
+	// A host's store directory is absolute, like its data_dir: the daemon
+	// may be started from anywhere.
+	if c.Store.EffectiveKind() == StoreFS && c.Store.Dir != "" && !filepath.IsAbs(c.Store.Dir) {
+		add("store.dir: %q, want an absolute directory for kind fs", c.Store.Dir)
 	}
 	if err := c.qemuSettings().Validate(); err != nil {
 		add("qemu: %w", err)
@@ -310,19 +274,6 @@ func (c Config) cacheDir() string {
 		return c.Cache.Dir
 	}
 	return filepath.Join(c.DataDir, "cache")
-}
-
-// kind is Kind, or the one kind the other settings point at.
-func (s StoreConfig) kind() string {
-	switch {
-	case s.Kind != "":
-		return s.Kind
-	case s.Dir != "" && s.S3.Endpoint == "":
-		return StoreFS
-	case s.Dir == "" && s.S3.Endpoint != "":
-		return StoreS3
-	}
-	return ""
 }
 
 // managerConfig is the instance manager's part of c; qs are the QEMU
@@ -371,30 +322,4 @@ func machineMemoryMiB() (int64, error) {
 		}
 	}
 	return 0, errors.New("MemTotal not in /proc/meminfo")
-}
-
-// retryDefaults fills the unset fields of r from retry.DefaultConfig.
-// Jitter 0 is a legitimate setting (none), so it is taken from the
-// defaults only when nothing at all was set.
-func retryDefaults(r retry.Config) retry.Config {
-	d := retry.DefaultConfig()
-	if r.MaxAttempts == 0 && r.MaxElapsed == 0 && r.InitialBackoff == 0 && r.MaxBackoff == 0 && r.Multiplier == 0 && r.Jitter == 0 {
-		r.Jitter = d.Jitter
-	}
-	if r.MaxAttempts == 0 {
-		r.MaxAttempts = d.MaxAttempts
-	}
-	if r.MaxElapsed == 0 {
-		r.MaxElapsed = d.MaxElapsed
-	}
-	if r.InitialBackoff == 0 {
-		r.InitialBackoff = d.InitialBackoff
-	}
-	if r.MaxBackoff == 0 {
-		r.MaxBackoff = d.MaxBackoff
-	}
-	if r.Multiplier == 0 {
-		r.Multiplier = d.Multiplier
-	}
-	return r
 }

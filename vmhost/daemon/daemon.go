@@ -18,6 +18,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/storage/storeconfig"
 	"github.com/hangar-vm/hangar/vmhost/guest"
 	"github.com/hangar-vm/hangar/vmhost/hostapi"
 	"github.com/hangar-vm/hangar/vmhost/manager"
@@ -126,7 +127,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	down.add(func() error { return met.Shutdown(context.Background()) })
 	meter := met.Provider.Meter("github.com/hangar-vm/hangar/vmhost")
 
-	store, err := openStore(ctx, cfg.Store, meter, log)
+	store, err := storeconfig.Open(ctx, cfg.Store, meter, log)
 	if err != nil {
 		return err
 	}

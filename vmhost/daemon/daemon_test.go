@@ -100,7 +100,7 @@ func TestNewInvalidConfig(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	c := Config{HostID: "h", ClusterToken: token, Store: StoreConfig{Dir: "/x"}}.WithDefaults()
 	if c.Listen != DefaultListen || c.DataDir != DefaultDataDir || c.cacheDir() != filepath.Join(DefaultDataDir, "cache") ||
-		c.Store.kind() != StoreFS || c.QEMU.Accel != qemu.AccelKVM || c.Capacity.VCPUs <= 0 || c.Capacity.MemoryMiB <= 0 ||
+		c.Store.EffectiveKind() != StoreFS || c.QEMU.Accel != qemu.AccelKVM || c.Capacity.VCPUs <= 0 || c.Capacity.MemoryMiB <= 0 ||
 		c.Snapshot.CompressionDefault == nil || c.Snapshot.CompressionDefault.Algorithm != "zstd" || c.Store.Retry.MaxAttempts == 0 ||
 		c.Snapshot.CommitWait != DefaultCommitWait {
 		t.Fatalf("defaults: %+v", c)
@@ -325,7 +325,7 @@ snapshot:
 		t.Fatalf("load: %v", err)
 	}
 	c = c.WithDefaults()
-	if c.HostID != "host-b" || c.ClusterToken.Reveal() != "from-the-env-0123456789" || c.Store.kind() != StoreS3 || c.Store.S3.Bucket != "hangar" ||
+	if c.HostID != "host-b" || c.ClusterToken.Reveal() != "from-the-env-0123456789" || c.Store.EffectiveKind() != StoreS3 || c.Store.S3.Bucket != "hangar" ||
 		c.QEMU.Accel != "tcg" || c.Capacity.MemoryMiB != 2048 || c.Capacity.VCPUs != 3 || c.cacheDir() != "/tmp/hb/cache" ||
 		c.Snapshot.CompressionDefault.Algorithm != "lz4" || !c.Snapshot.KeepLocalAfterCommit || c.Snapshot.CommitWait != 45*time.Second ||
 		c.managerConfig(c.qemuSettings()).CommitWait != 45*time.Second {

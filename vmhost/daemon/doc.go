@@ -3,7 +3,8 @@
 //
 // Run builds, in order: the metrics provider (OpenTelemetry, exported for
 // Prometheus from a registry of its own), the central store stack
-// (retry(metrics(backend)), stacked in openStore and nowhere else), the
+// (retry(metrics(backend)), stacked by storage/storeconfig.Open and
+// nowhere else), the
 // host chunk cache, the snapshot.Repo over the store, the guest image
 // (loaded from image.dir, or built at start into the image cache), the
 // QEMU driver, the instance manager (which finds the instances and jobs
