@@ -64,4 +64,18 @@
 // (Hypervisor.Attach), guests that died are marked Error, a standby that
 // was interrupted after its files became durable is recognised, and
 // unfinished uploads start again (chunks already stored are skipped by id).
+//
+// A restore or fork from central storage downloads without fsync
+// (snapshot.DownloadOptions.NoSync): the memory file it writes becomes the
+// guest's live RAM, whose copy on disk is never consistent while the guest
+// runs, and the committed snapshot in the store stays the durable copy. A
+// host crash kills the guest anyway; after it nothing reuses a downloaded
+// memory file: an interrupted restore's runtime directory is removed and
+// the instance falls back to its committed snapshot, a guest that had
+// resumed reads Error. Files are still renamed into place only
+// once whole, so a download is never seen half-written while the host
+// runs. Skipping the fsync saves the wait for the disk to take the whole
+// restored memory, a quarter second per half-used GiB on the benchmark
+// machine (docs/benchmarks.md). Standby still fsyncs: that memory file is
+// then the only copy.
 package manager

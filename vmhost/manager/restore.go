@@ -295,7 +295,10 @@ func (m *Manager) fetch(ctx context.Context, man *snapshot.Manifest) (string, er
 	if err := os.MkdirAll(dl, 0o700); err != nil {
 		return "", fmt.Errorf("download snapshot %s: %w", man.ID, err)
 	}
-	st, err := m.repo.Download(ctx, man, dl, snapshot.DownloadOptions{Cache: m.cache})
+	// NoSync: the downloaded memory becomes live guest RAM, and the
+	// committed snapshot in the store is its durable copy (doc.go, "Crash
+	// safety"); the download is still renamed into place whole.
+	st, err := m.repo.Download(ctx, man, dl, snapshot.DownloadOptions{Cache: m.cache, NoSync: true})
 	if err != nil {
 		removeAll(dl)
 		return "", fmt.Errorf("download snapshot %s: %w", man.ID, err)
