@@ -1,6 +1,7 @@
 package vmtest_test
 
 import (
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -17,22 +18,34 @@ func TestQEMUUnder(t *testing.T) {
 	if pids := vmtest.QEMUUnder(root); len(pids) != 0 {
 		t.Fatalf("fresh directory has processes: %v", pids)
 	}
-	cmd := exec.Command("sleep", "60", filepath.Join(root, "marker"))
+	marker := filepath.Join(root, "marker")
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("tail", "-f", marker) // runs until killed
+
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Until the child has exec'd, its command line is the test binary's.
+	listed := func() bool { return slices.Contains(vmtest.QEMUUnder(root), cmd.Process.Pid) }
+	waitFor(func() bool { return listed() })
 	if pids := vmtest.QEMUUnder(root); !slices.Contains(pids, cmd.Process.Pid) {
 		t.Errorf("QEMUUnder(%s) = %v, want %d among them", root, pids, cmd.Process.Pid)
 	}
 	cmd.Process.Kill()
 	// Not reaped yet: a zombie, which holds no guest.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !slices.Contains(vmtest.QEMUUnder(root), cmd.Process.Pid) {
-			break
-		}
-	}
+	waitFor(func() bool { return !listed() })
 	if pids := vmtest.QEMUUnder(root); slices.Contains(pids, cmd.Process.Pid) {
 		t.Errorf("killed process still listed: %v", pids)
 	}
 	cmd.Wait()
+}
+
+// waitFor polls cond for up to 30s (a generous bound on a shared machine,
+// not a timing assertion).
+func waitFor(cond func() bool) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !cond(); {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
