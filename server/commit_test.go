@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,28 +119,42 @@ func TestCentralInstanceView(t *testing.T) {
 	}
 }
 
-// TestRecoveredStandbyName: a standby snapshot recovered from the bucket
-// keeps the name its manifest label records (<instance>-standby-<n>), not
-// the <instance>-standby fallback of manifests without one.
+// TestRecoveredStandbyName: the server sends the host each standby
+// snapshot's name (<instance>-standby-<n>, a valid name also for the
+// longest instance names), the host records it as a manifest label, and a
+// snapshot recovered from the bucket keeps it, not the <instance>-standby
+// fallback of manifests without one.
 func TestRecoveredStandbyName(t *testing.T) {
 	e := newEnv(t, testConfig(t))
 	ctx := context.Background()
 	a := e.addHost("host-a", 4096, 8)
-	in := e.create("box", 256, 1, "host-a", nil)
-	sid := *e.standby(in.Id, nil).SnapshotId
-	want := e.snapshot(sid).Name
-	if want != "box-standby-1" {
-		t.Fatalf("live standby snapshot named %q", want)
-	}
-	a.mu.Lock()
-	a.labels[sid]["hangar.snapshot.name"] = want
-	a.mu.Unlock()
-	if _, err := a.commit(ctx, sid); err != nil {
-		t.Fatal(err)
+	long := strings.Repeat("a", 47) + "-" + strings.Repeat("b", 15) // 63 bytes, a dash at the cut
+	want := map[string]string{}
+	for name, wantName := range map[string]string{"box": "box-standby-1", long: strings.Repeat("a", 47) + "-standby-1"} {
+		in := e.create(name, 256, 1, "host-a", nil)
+		sid := *e.standby(in.Id, nil).SnapshotId
+		if got := e.snapshot(sid).Name; got != wantName {
+			t.Fatalf("live standby snapshot of %s named %q, want %q", name, got, wantName)
+		}
+		if err := api.ValidateName("name", wantName); err != nil {
+			t.Fatal(err)
+		}
+		a.mu.Lock()
+		sent := a.standbys[len(a.standbys)-1].Name
+		a.mu.Unlock()
+		if sent == nil || *sent != wantName {
+			t.Fatalf("the host was sent name %v, want %q", sent, wantName)
+		}
+		if _, err := a.commit(ctx, sid); err != nil {
+			t.Fatal(err)
+		}
+		want[sid] = wantName
 	}
 	e.cfg.StateDir = filepath.Join(t.TempDir(), "fresh") // nothing cached
 	e.start()
-	if got := e.snapshot(sid); got.Name != want || got.State != api.SnapshotStateCentral {
-		t.Fatalf("recovered standby snapshot %q (%s), want %q", got.Name, got.State, want)
+	for sid, name := range want {
+		if got := e.snapshot(sid); got.Name != name || got.State != api.SnapshotStateCentral {
+			t.Fatalf("recovered standby snapshot %q (%s), want %q", got.Name, got.State, name)
+		}
 	}
 }

@@ -159,7 +159,11 @@ func (f *fakeHost) Standby(_ context.Context, id string, req hostapi.StandbyRequ
 		Compression: &c, RawBytes: int64(in.MemoryMib) << 20, MemoryMib: in.MemoryMib, Vcpus: in.Vcpus, CreatedAt: time.Now().UTC()}
 	f.snapshots[sid] = sn
 	f.vms[sid] = f.vmJSON(in)
-	f.labels[sid] = f.manifestLabels(in, "standby", "")
+	var name string
+	if req.Name != nil {
+		name = *req.Name
+	}
+	f.labels[sid] = f.manifestLabels(in, "standby", name)
 	return hostapi.StandbyResponse{Instance: *in, Snapshot: *sn}, nil
 }
 

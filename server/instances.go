@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hangar-vm/hangar/api"
@@ -324,10 +325,13 @@ func (h *handlers) StandbyInstance(ctx context.Context, req api.StandbyInstanceR
 		return nil, err
 	}
 	sid := newID(prefixStandby)
+	// The host writes the name into the manifest, so a catalog recovered
+	// from the bucket gives the snapshot the name this one does.
+	name := standbyName(r.inst.Name, r.standbyCount+1)
 	r.busy = opStandby
 	s.mu.Unlock()
 
-	resp, err := client.Standby(ctx, r.inst.Id, hostapi.StandbyRequest{SnapshotId: sid, Compression: applied(setting)})
+	resp, err := client.Standby(ctx, r.inst.Id, hostapi.StandbyRequest{SnapshotId: sid, Name: &name, Compression: applied(setting)})
 	s.mu.Lock()
 	r.busy = ""
 	if err != nil {
@@ -344,7 +348,7 @@ func (h *handlers) StandbyInstance(ctx context.Context, req api.StandbyInstanceR
 	sr := newSnapshotRec(resp.Snapshot)
 	sn := &sr.snap
 	sn.Id, sn.InstanceId, sn.Kind, sn.Standby = sid, r.inst.Id, api.SnapshotKindStandby, boolPtr(true)
-	sn.Name = fmt.Sprintf("%s-standby-%d", truncate(r.inst.Name, 48), r.standbyCount)
+	sn.Name = name
 	sn.MemoryMib, sn.Vcpus = r.inst.MemoryMib, r.inst.Vcpus
 	if !sn.State.Valid() {
 		sn.State = api.SnapshotStateLocal
@@ -368,6 +372,17 @@ func (h *handlers) StandbyInstance(ctx context.Context, req api.StandbyInstanceR
 		s.dropReplaced(previous)
 	}
 	return api.StandbyInstance200JSONResponse(out), nil
+}
+
+// standbyName is the name of an instance's n-th standby snapshot,
+// <instance>-standby-<n>. The instance name is cut to 48 bytes (and a dash
+// it then ends in dropped), so the result is a valid Name for any
+// instance name and any n below 10^6.
+func standbyName(instance string, n int) string {
+	if len(instance) > 48 {
+		instance = strings.TrimRight(instance[:48], "-")
+	}
+	return fmt.Sprintf("%s-standby-%d", instance, n)
 }
 
 // dropReplaced deletes a standby snapshot the next standby replaced, in

@@ -224,7 +224,7 @@ func TestCompressionValidation(t *testing.T) {
 			f.mu.Lock()
 			f.lastOpts = nil
 			f.mu.Unlock()
-			r, err := c.StandbyHostInstanceWithResponse(ctx, "i-1", hostapi.StandbyRequest{SnapshotId: "s-i-1", Compression: tt.comp})
+			r, err := c.StandbyHostInstanceWithResponse(ctx, "i-1", hostapi.StandbyRequest{SnapshotId: "s-i-1", Name: ptr("web-standby-1"), Compression: tt.comp})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -246,11 +246,26 @@ func TestCompressionValidation(t *testing.T) {
 				t.Fatalf("standby: %d %s", r.StatusCode(), r.Body)
 			}
 			// The server resolved the precedence: the manager gets the
-			// setting to apply as is, and the server's snapshot id.
-			if got == nil || got.Compression == nil || *got.Compression != *tt.set || got.Override != nil || got.SnapshotID != "s-i-1" {
+			// setting to apply as is, and the server's snapshot id and name.
+			if got == nil || got.Compression == nil || *got.Compression != *tt.set || got.Override != nil || got.SnapshotID != "s-i-1" ||
+				got.Name != "web-standby-1" {
 				t.Errorf("manager options %+v", got)
 			}
 		})
+	}
+	// A bad name is refused before the manager sees the call.
+	f.mu.Lock()
+	f.lastOpts = nil
+	f.mu.Unlock()
+	r, err := c.StandbyHostInstanceWithResponse(ctx, "i-1", hostapi.StandbyRequest{SnapshotId: "s-i-2", Name: ptr("Not A Name"), Compression: api.AppliedCompression{Algorithm: "none"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, "bad snapshot name", r.StatusCode(), r.Body, api.ErrInvalidRequest)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lastOpts != nil {
+		t.Errorf("the manager was called with %+v", f.lastOpts)
 	}
 }
 

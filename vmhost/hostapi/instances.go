@@ -221,6 +221,13 @@ func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHos
 	if err := api.ValidateID("snapshot", req.Body.SnapshotId); err != nil {
 		return nil, err
 	}
+	var name string
+	if req.Body.Name != nil {
+		if err := api.ValidateName("name", *req.Body.Name); err != nil {
+			return nil, err
+		}
+		name = *req.Body.Name
+	}
 	setting, err := resolvedSetting(req.Body.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("standby instance %s: compression: %w", req.Id, err)
@@ -235,7 +242,7 @@ func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHos
 			return nil, err
 		}
 		defer done()
-		if in, err = s.m.Standby(op, req.Id, manager.StandbyOptions{SnapshotID: req.Body.SnapshotId, Compression: &setting}); err != nil {
+		if in, err = s.m.Standby(op, req.Id, manager.StandbyOptions{SnapshotID: req.Body.SnapshotId, Name: name, Compression: &setting}); err != nil {
 			return nil, err
 		}
 	} else if in.Snapshot == nil || in.Snapshot.ID != req.Body.SnapshotId {

@@ -180,6 +180,9 @@ type Instance struct {
 	// Pending is the snapshot a standby was writing when it was
 	// interrupted; Open finishes the standby if the files are complete.
 	Pending string `json:"pending_snapshot,omitempty"`
+	// PendingName is the name of the Pending snapshot
+	// (StandbyOptions.Name), so a finished standby's upload keeps it.
+	PendingName string `json:"pending_snapshot_name,omitempty"`
 	// RestoredFrom is the snapshot the running VM was resumed (restored
 	// or forked) from, "" after a fresh boot. It is persisted so that a
 	// restore retried with the same snapshot id is recognised, also by a

@@ -149,6 +149,7 @@ func TestRecoverInterruptedRestore(t *testing.T) {
 	// manager died: the metadata still says running, with the pending id.
 	half := write("half", "s-half", dirs.snapshotDir("s-half"), true)
 	half.State, half.RunDir, half.Snapshot, half.Pending = StateRunning, filepath.Join(data, runDir, "33333333"), nil, "s-half"
+	half.PendingName = "half-standby" // the name the server gave it (StandbyOptions.Name)
 	if err := dirs.saveInstance(half); err != nil {
 		t.Fatal(err)
 	}
@@ -167,8 +168,11 @@ func TestRecoverInterruptedRestore(t *testing.T) {
 		t.Fatalf("manifest vm record %s: %v", man.VM, err)
 	}
 	hs := h.waitStorage("half", StorageCentral, time.Minute)
-	if hs.State != StateStandby || hs.Pending != "" || hs.Snapshot.ID != "s-half" {
+	if hs.State != StateStandby || hs.Pending != "" || hs.PendingName != "" || hs.Snapshot.ID != "s-half" {
 		t.Fatalf("interrupted standby after recovery: %+v %+v", hs, hs.Snapshot)
+	}
+	if man, err := h.repo.Manifest(ctx, "s-half"); err != nil || man.Labels[LabelSnapshotName] != "half-standby" || man.Labels[LabelRole] != RoleStandby {
+		t.Fatalf("interrupted standby's manifest lost its name: %v, %v", man.Labels, err)
 	}
 	spent, err := h.m.Get(ctx, "spent")
 	if err != nil || spent.State != StateError {

@@ -50,7 +50,7 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 		want     string
 	}{
 		// The server's way: its snapshot id and the setting it resolved.
-		{a, b, StandbyOptions{SnapshotID: "sb-hop-0", Compression: &compression.Setting{Algorithm: compression.Zstd, Level: 1}}, "zstd:1"},
+		{a, b, StandbyOptions{SnapshotID: "sb-hop-0", Name: "traveller-standby", Compression: &compression.Setting{Algorithm: compression.Zstd, Level: 1}}, "zstd:1"},
 		// The manager's own resolution, for callers without a server.
 		{b, a, StandbyOptions{Override: &compression.Policy{Algorithm: "LZ4"}}, "lz4:0"},
 		{a, b, StandbyOptions{Override: &compression.Policy{Enabled: ptr(false)}}, "none"},
@@ -92,7 +92,7 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 			rec.SnapshotPolicy == nil || rec.SnapshotPolicy.Algorithm != "lz4" || *rec.SnapshotPolicy.Level != 2 {
 			t.Fatalf("hop %d: manifest vm record %s (%v)", i, man.VM, err)
 		}
-		if l := man.Labels; l[LabelRole] != RoleStandby || l[LabelInstanceName] != "traveller" || l[LabelImage] != "default" || l[LabelSnapshotName] != "" ||
+		if l := man.Labels; l[LabelRole] != RoleStandby || l[LabelInstanceName] != "traveller" || l[LabelImage] != "default" || l[LabelSnapshotName] != hop.opts.Name ||
 			man.Committed.Before(man.Created) {
 			t.Fatalf("hop %d: manifest labels %v, created %v, committed %v", i, l, man.Created, man.Committed)
 		}

@@ -99,22 +99,22 @@ func (m *Manager) recoverInstance(ctx context.Context, e *entry, jobs map[string
 			if in.Pending != "" {
 				removeAll(m.dirs.snapshotDir(in.Pending)) // a standby that did not finish
 			}
-			m.update(e, func(in *Instance) { in.Pending, in.AgentSocket = "", vm.Paths().AgentSocket })
+			m.update(e, func(in *Instance) { in.Pending, in.PendingName, in.AgentSocket = "", "", vm.Paths().AgentSocket })
 			m.setVM(e, vm)
 			log.Info("running guest re-attached", "pid", vm.PID())
 			return
 		} else if in.Pending != "" && snapshotComplete(m.dirs.snapshotDir(in.Pending)) {
 			// The standby finished (the VMM quit) but we died before
 			// recording it: the snapshot is whole, keep it.
-			sid := in.Pending
+			sid, name := in.Pending, in.PendingName
 			setting := compression.Setting{Algorithm: compression.None}
 			if j := jobs[sid]; j != nil {
-				setting = j.setting()
+				setting, name = j.setting(), j.Name
 			} else if s, err := compression.Resolve(nil, in.SnapshotPolicy, m.cfg.CompressionDefault); err == nil {
 				setting = s // the request's override, if any, is lost
 			}
 			info, _ := vmhost.ReadSnapshotInfo(m.dirs.snapshotDir(sid))
-			if err := m.parked(e, sid, setting, info.Created); err != nil {
+			if err := m.parked(e, sid, name, setting, info.Created); err != nil {
 				log.Error("finish interrupted standby", "err", err)
 			}
 			log.Info("interrupted standby completed", "snapshot", sid)
@@ -126,7 +126,7 @@ func (m *Manager) recoverInstance(ctx context.Context, e *entry, jobs map[string
 			removeAll(in.RunDir)
 			msg := fmt.Sprintf("guest not running after the host restarted (%v)", err)
 			m.update(e, func(in *Instance) {
-				in.State, in.Error, in.RunDir, in.AgentSocket, in.Pending = StateError, msg, "", "", ""
+				in.State, in.Error, in.RunDir, in.AgentSocket, in.Pending, in.PendingName = StateError, msg, "", "", "", ""
 			})
 			log.Warn("guest lost", "err", err)
 		}

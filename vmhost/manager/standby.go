@@ -28,6 +28,13 @@ type StandbyOptions struct {
 	// (override > instance snapshot_policy > host default), for callers
 	// without a server. Ignored when Compression is set.
 	Override *compression.Policy
+	// Name is the snapshot's name, if it has one (the server names every
+	// standby snapshot): the upload writes it as the manifest label
+	// hangar.snapshot.name, so a catalog recovered from the bucket knows
+	// it. It is kept in the instance's metadata while the standby runs
+	// and in the upload job's file after, so an upload resumed after a
+	// restart still has it. Empty: no label.
+	Name string
 }
 
 // setting returns the compression a standby of an instance with policy
@@ -63,6 +70,11 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 	if opts.SnapshotID != "" {
 		if err := ValidateID(opts.SnapshotID); err != nil {
 			return Instance{}, fmt.Errorf("standby instance %s: snapshot: %w", id, err)
+		}
+	}
+	if opts.Name != "" {
+		if err := validateName(opts.Name); err != nil {
+			return Instance{}, fmt.Errorf("standby instance %s: %w: snapshot name: %w", id, ErrInvalidArgument, err)
 		}
 	}
 	m.mu.Lock()
@@ -101,7 +113,7 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 	dir := m.dirs.snapshotDir(sid)
 	// Pending tells a restarted manager where to look if we die between
 	// the VM's exit and the metadata saying Standby.
-	if err := m.update(e, func(in *Instance) { in.Pending = sid }); err != nil {
+	if err := m.update(e, func(in *Instance) { in.Pending, in.PendingName = sid, opts.Name }); err != nil {
 		return m.current(e), err
 	}
 	start := time.Now()
@@ -110,31 +122,33 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 		removeAll(dir)
 		if errors.Is(err, vmhost.ErrVMExited) || e.vm.State().Exited() {
 			msg := "standby failed, guest lost: " + err.Error()
-			m.update(e, func(in *Instance) { in.State, in.Error, in.Pending, in.AgentSocket = StateError, msg, "", "" })
+			m.update(e, func(in *Instance) {
+				in.State, in.Error, in.Pending, in.PendingName, in.AgentSocket = StateError, msg, "", "", ""
+			})
 			m.mu.Lock()
 			e.vm = nil
 			m.mu.Unlock()
 		} else {
-			m.update(e, func(in *Instance) { in.Pending = "" })
+			m.update(e, func(in *Instance) { in.Pending, in.PendingName = "", "" })
 		}
 		return m.current(e), fmt.Errorf("standby instance %s: %w", id, err)
 	}
 	m.log.Info("instance on standby", "instance", id, "snapshot", sid, "compression", setting.String(),
 		"pause", info.PauseDuration, "durable_after", time.Since(start))
-	if err := m.parked(e, sid, setting, info.Created); err != nil {
+	if err := m.parked(e, sid, opts.Name, setting, info.Created); err != nil {
 		return m.current(e), fmt.Errorf("standby instance %s: %w", id, err)
 	}
 	return m.current(e), nil
 }
 
-// parked records a completed standby of e into snapshot sid and queues its
-// upload. The job file is written before the instance says Standby, so a
+// parked records a completed standby of e into snapshot sid (named name,
+// or unnamed) and queues its upload. The job file is written before the instance says Standby, so a
 // crash in between leaves a job that Open matches to the instance (or
 // drops, if the instance never got there).
-func (m *Manager) parked(e *entry, sid string, setting compression.Setting, created time.Time) error {
+func (m *Manager) parked(e *entry, sid, name string, setting compression.Setting, created time.Time) error {
 	now := time.Now().UTC()
 	j := &Job{
-		ID: sid, Kind: JobKindUpload, InstanceID: e.id,
+		ID: sid, Kind: JobKindUpload, InstanceID: e.id, Name: name,
 		Algorithm: string(setting.Algorithm), Level: setting.Level,
 		State: JobQueued, Created: now, Updated: now,
 	}
@@ -143,7 +157,7 @@ func (m *Manager) parked(e *entry, sid string, setting compression.Setting, crea
 	}
 	run := m.current(e).RunDir
 	if err := m.update(e, func(in *Instance) {
-		in.State, in.Pending, in.RunDir, in.AgentSocket, in.RestoredFrom = StateStandby, "", "", "", ""
+		in.State, in.Pending, in.PendingName, in.RunDir, in.AgentSocket, in.RestoredFrom = StateStandby, "", "", "", "", ""
 		in.Snapshot = &SnapshotRef{
 			ID: sid, Kind: KindStandby, Storage: StorageLocal, Local: true,
 			Compression: setting.String(), Created: created.UTC(),
