@@ -117,8 +117,11 @@ type snapshotRec struct {
 	// centralSince is when the server learned the snapshot is central; a
 	// bucket listing started before it cannot be trusted to show it.
 	centralSince time.Time
-	readers      int
-	busy         string
+	// added is when the API created the record (standby, named
+	// snapshot): a heartbeat built before then may not show the files.
+	added   time.Time
+	readers int
+	busy    string
 }
 
 func newSnapshotRec(s api.Snapshot) *snapshotRec {
@@ -349,12 +352,54 @@ func (s *Server) readManifests(ctx context.Context) {
 				s.log.Debug("snapshot committed", "snapshot", id)
 			}
 		case errors.Is(err, storage.ErrNotFound):
+			sr := s.snapshots[id]
+			if sr == nil || !s.abandonedLocked(sr) {
+				break
+			}
+			if s.now().Sub(sr.added) < 2*time.Duration(s.cfg.Hosts.HeartbeatInterval) {
+				// A heartbeat built before the standby answered says
+				// the host lacks the files; the next one says better.
+				s.pendingManifests[id] = true
+				break
+			}
+			s.dropAbandonedLocked(sr)
 		case ctx.Err() == nil:
 			s.log.Warn("manifest not read; trying again", "snapshot", id, "err", err)
 			s.pendingManifests[id] = true
 		}
 		s.mu.Unlock()
 	}
+}
+
+// dropAbandonedLocked drops snapshot sr, whose manifest is not in the
+// bucket, if nothing can still make it whole: it is not central, no host
+// holds its files (every holder's heartbeat said they are gone, or its
+// files became a resumed guest's RAM), no host's last heartbeat reports
+// an upload of it, and no operation uses it. That is an upload cancelled
+// for good (a restore on the origin preempted it). A snapshot only on a
+// host that is unreachable keeps that host in hosts, so it is kept.
+func (s *Server) dropAbandonedLocked(sr *snapshotRec) {
+	if !s.abandonedLocked(sr) {
+		return
+	}
+	id := sr.snap.Id
+	s.log.Info("snapshot abandoned: no host holds it and its upload will not commit", "snapshot", id, "state", sr.snap.State)
+	s.dropSnapshotLocked(id)
+	s.notifyLocked()
+}
+
+// abandonedLocked is dropAbandonedLocked's test, the manifest's absence
+// aside.
+func (s *Server) abandonedLocked(sr *snapshotRec) bool {
+	if sr.manifest || sr.snap.State == api.SnapshotStateCentral || len(sr.hosts) > 0 || sr.busy != "" || sr.readers > 0 {
+		return false
+	}
+	for _, h := range s.hosts {
+		if h.uploads[sr.snap.Id] {
+			return false
+		}
+	}
+	return true
 }
 
 // applyHostSnapshotLocked copies a host's view of a snapshot that is not

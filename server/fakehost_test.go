@@ -212,6 +212,12 @@ func (f *fakeHost) Restore(_ context.Context, id string, req hostapi.RestoreRequ
 	if !ok {
 		in = f.newInstance(id, req.Spec, api.InstanceStateRunning)
 	}
+	if local && ok && in.State == api.InstanceStateStandby {
+		// As vmhost: the standby files become the guest's RAM, and an
+		// upload still running is cancelled (a preemption).
+		delete(f.snapshots, req.SnapshotId)
+		delete(f.jobs, req.SnapshotId)
+	}
 	in.State = api.InstanceStateRunning
 	in.SnapshotId, in.Storage, in.Job = nil, nil, nil
 	in.Host = ptr(f.id)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	hostapi "github.com/hangar-vm/hangar/api/host"
 	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/storage"
 )
 
 // Ranges of an instance's size (openapi.yaml, InstanceSpec).
@@ -346,6 +348,7 @@ func (h *handlers) StandbyInstance(ctx context.Context, req api.StandbyInstanceR
 	r.standbyCount++
 	r.standbySnap = sid
 	sr := newSnapshotRec(resp.Snapshot)
+	sr.added = s.now()
 	sn := &sr.snap
 	sn.Id, sn.InstanceId, sn.Kind, sn.Standby = sid, r.inst.Id, api.SnapshotKindStandby, boolPtr(true)
 	sn.Name = name
@@ -488,8 +491,50 @@ func (s *Server) resumeLocked(ctx context.Context, r *instanceRec, sr *snapshotR
 		// of it, which a later restore placed there would trip over.
 		s.forgetMovedLocked(*prevHost, r.inst.Id, sid)
 	}
+	if sr.hosts[hostID] && !sr.manifest && sr.snap.State != api.SnapshotStateCentral && r.standbySnap == sid {
+		// The host resumed the instance from its own standby files,
+		// which are the guest's RAM now: it cancelled their upload (a
+		// preemption) unless that had just committed. The manifest
+		// says which, and is read before answering, so that an
+		// abandoned snapshot is gone once the restore has answered.
+		delete(sr.hosts, hostID)
+		if h := s.hosts[hostID]; h != nil {
+			delete(h.uploads, sid) // cancelled: not an upload to wait for
+		}
+		r.busy = op
+		s.mu.Unlock()
+		s.settleConsumed(ctx, sid)
+		s.mu.Lock()
+		r.busy = ""
+	}
 	s.notifyLocked()
 	return s.instanceViewLocked(r), nil
+}
+
+// settleConsumed learns what became of snapshot sid after its holder
+// resumed an instance from the files: committed (the manifest is in the
+// bucket), or abandoned and dropped from the catalog. When the bucket
+// cannot be read now, the manifest is read in the background, which
+// drops an abandoned snapshot the same way (readManifests).
+func (s *Server) settleConsumed(ctx context.Context, sid string) {
+	m, err := s.manifests.Manifest(ctx, sid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sr := s.snapshots[sid]
+	if sr == nil || sr.manifest {
+		return
+	}
+	switch {
+	case err == nil:
+		s.applyManifestLocked(m)
+	case errors.Is(err, storage.ErrNotFound):
+		s.dropAbandonedLocked(sr)
+	default:
+		s.log.Warn("manifest not read; trying again", "snapshot", sid, "err", err)
+		s.pendingManifests[sid] = true
+		s.kickSync()
+	}
+	s.notifyLocked()
 }
 
 // forgetMovedLocked tells host hid, which held instance id on standby

@@ -84,6 +84,7 @@ func (h *handlers) CreateSnapshot(ctx context.Context, req api.CreateSnapshotReq
 		return nil, hostError(hostID, fmt.Errorf("snapshot instance %s on host %s: %w", r.inst.Id, hostID, err))
 	}
 	sr := newSnapshotRec(got)
+	sr.added = s.now()
 	sn := &sr.snap
 	sn.Id, sn.Name, sn.Kind, sn.InstanceId, sn.Standby = sid, b.Name, b.Kind, r.inst.Id, boolPtr(false)
 	sn.MemoryMib, sn.Vcpus = r.inst.MemoryMib, r.inst.Vcpus
