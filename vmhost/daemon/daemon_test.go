@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/internal/config"
 	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/internal/vmtest"
 	"github.com/hangar-vm/hangar/vmhost/qemu"
 )
 
@@ -171,11 +171,7 @@ func (f *fakeCluster) handler() http.Handler {
 // registers, answers /healthz and the host API, boots a real guest, and on
 // ctx cancel returns nil leaving no QEMU behind.
 func TestRunServesAndShutsDown(t *testing.T) {
-	root, err := os.MkdirTemp("", "hd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	root := vmtest.ShortTemp(t)
 	fc := &fakeCluster{}
 	cluster := httptest.NewServer(fc.handler())
 	defer cluster.Close()
@@ -219,7 +215,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if err := api.FromResponse(big.StatusCode(), big.Body); !errors.Is(err, api.ErrNoCapacity) {
 		t.Errorf("beyond capacity: %d %s", big.StatusCode(), big.Body)
 	}
-	if pids := qemuUnder(root); len(pids) != 1 {
+	if pids := vmtest.QEMUUnder(root); len(pids) != 1 {
 		t.Fatalf("want one QEMU under %s, found %v", root, pids)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -251,7 +247,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("daemon did not stop")
 	}
-	if pids := qemuUnder(root); len(pids) > 0 {
+	if pids := vmtest.QEMUUnder(root); len(pids) > 0 {
 		for _, p := range pids {
 			syscall.Kill(p, syscall.SIGKILL)
 		}
@@ -263,29 +259,6 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	if err := d.Run(context.Background()); err == nil {
 		t.Error("a second Run was accepted")
 	}
-}
-
-// qemuUnder lists live processes whose command line mentions root.
-func qemuUnder(root string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmd, []byte(root)) {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
 }
 
 // TestConfigLoads: every key loads through internal/config from a file,

@@ -1,31 +1,25 @@
 package hostapi
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hangar-vm/hangar/api"
 	hostapi "github.com/hangar-vm/hangar/api/host"
 	"github.com/hangar-vm/hangar/internal/miniotest"
-	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/internal/vmtest"
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/storage/fs"
 	"github.com/hangar-vm/hangar/storage/s3"
 	"github.com/hangar-vm/hangar/storage/snapshot"
-	"github.com/hangar-vm/hangar/vmhost/guest"
 	"github.com/hangar-vm/hangar/vmhost/manager"
-	"github.com/hangar-vm/hangar/vmhost/qemu"
 )
 
 func TestMain(m *testing.M) {
@@ -34,38 +28,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// The real-guest helpers are shared with the other vmhost packages
+// (internal/vmtest); these names keep this package's tests short.
 var (
-	imageOnce sync.Once
-	image     guest.Image
-	imageErr  error
+	testImage = vmtest.Image
+	shortTemp = vmtest.ShortTemp
+	qemuUnder = vmtest.QEMUUnder
 )
-
-// testImage builds (or takes from the cache) the default guest image.
-func testImage(t testing.TB) guest.Image {
-	t.Helper()
-	kernelDir := testenv.KernelDir(t)
-	imageOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		image, imageErr = guest.Build(ctx, guest.BuildOptions{KernelDir: kernelDir})
-	})
-	if imageErr != nil {
-		t.Fatalf("build guest image: %v", imageErr)
-	}
-	return image
-}
-
-// shortTemp is a temporary directory with a short path: VM sockets live
-// under it.
-func shortTemp(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "ha")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 // realHost is the host API over a real manager (real QEMU driver under
 // TCG, real guest image, real chunk cache) storing to store.
@@ -88,10 +57,9 @@ func newRealHost(t *testing.T, store storage.Store) *realHost {
 		t.Fatal(err)
 	}
 	meter := met.Provider.Meter("hangar/host")
-	d, err := qemu.New(context.Background(), qemu.Settings{Binary: testenv.QEMUBinary(t), Accel: qemu.AccelTCG, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Closed, and checked for QEMUs left under root, after the cleanup
+	// below has closed the manager.
+	d := vmtest.Driver(t, root, log)
 	ch, err := cache.Open(filepath.Join(root, "c"), 1<<30, cache.WithMeter(meter))
 	if err != nil {
 		t.Fatal(err)
@@ -107,41 +75,11 @@ func newRealHost(t *testing.T, store storage.Store) *realHost {
 	}
 	t.Cleanup(func() {
 		m.Close()
-		d.Close()
 		ch.Close()
 		met.Shutdown(context.Background())
-		if pids := qemuUnder(root); len(pids) > 0 {
-			t.Errorf("qemu processes left under %s: %v", root, pids)
-			for _, p := range pids {
-				syscall.Kill(p, syscall.SIGKILL)
-			}
-		}
 	})
 	s, url, c := serve(t, m, Options{ImageDigest: im.Digest, Capacity: api.Resources{MemoryMib: 1024, Vcpus: 2}, Cache: ch, Metrics: met.Handler})
 	return &realHost{s: s, url: url, c: c, m: m, metrics: met, root: root}
-}
-
-// qemuUnder lists live processes whose command line mentions root.
-func qemuUnder(root string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmd, []byte(root)) {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
 }
 
 // TestRealManagerLookups: the real manager behind the API, no guest

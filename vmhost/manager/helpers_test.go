@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,10 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,7 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/hangar-vm/hangar/internal/miniotest"
-	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/internal/vmtest"
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/storage/s3"
@@ -41,38 +38,13 @@ func TestMain(m *testing.M) {
 // guestMiB keeps guests small: they run under TCG on a shared 2-core box.
 const guestMiB = 128
 
+// The real-guest helpers are shared with the other vmhost packages
+// (internal/vmtest); these names keep this package's tests short.
 var (
-	imageOnce sync.Once
-	image     guest.Image
-	imageErr  error
+	testImage = vmtest.Image
+	shortTemp = vmtest.ShortTemp
+	qemuUnder = vmtest.QEMUUnder
 )
-
-// testImage builds (or takes from the cache) the default guest image.
-func testImage(t testing.TB) guest.Image {
-	t.Helper()
-	kernelDir := testenv.KernelDir(t)
-	imageOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		image, imageErr = guest.Build(ctx, guest.BuildOptions{KernelDir: kernelDir})
-	})
-	if imageErr != nil {
-		t.Fatalf("build guest image: %v", imageErr)
-	}
-	return image
-}
-
-// shortTemp is a temporary directory with a short path (unix sockets live
-// under it), removed when the test ends.
-func shortTemp(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "hm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
 
 // bucketStore is a store on a fresh bucket of the shared MinIO server.
 func bucketStore(t testing.TB) storage.Store {
@@ -119,13 +91,13 @@ func newHost(t testing.TB, name string, store storage.Store, o hostOpts) *host {
 		h.root = shortTemp(t)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("host", name)
-	d, err := qemu.New(context.Background(), qemu.Settings{Binary: testenv.QEMUBinary(t), Accel: qemu.AccelTCG, Logger: log})
-	if err != nil {
-		t.Fatalf("qemu.New: %v", err)
-	}
+	// Closed, and checked for QEMUs left under root, after the cleanup
+	// below has closed the manager.
+	d := vmtest.Driver(t, h.root, log)
 	h.hv = d
 	h.reader = sdkmetric.NewManualReader()
 	meter := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader)).Meter("test")
+	var err error
 	h.cache, err = cache.Open(filepath.Join(h.root, "cache"), 1<<30, cache.WithMeter(meter))
 	if err != nil {
 		t.Fatal(err)
@@ -143,17 +115,9 @@ func newHost(t testing.TB, name string, store storage.Store, o hostOpts) *host {
 	if err != nil {
 		t.Fatalf("open manager: %v", err)
 	}
-	root := h.root
 	t.Cleanup(func() {
 		h.m.Close()
-		d.Close()
 		h.cache.Close()
-		if pids := qemuUnder(root); len(pids) > 0 {
-			t.Errorf("qemu processes left under %s: %v", root, pids)
-			for _, p := range pids {
-				syscall.Kill(p, syscall.SIGKILL)
-			}
-		}
 	})
 	return h
 }
@@ -164,29 +128,6 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
 	return len(b), nil
-}
-
-// qemuUnder lists live processes whose command line mentions root.
-func qemuUnder(root string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmd, []byte(root)) {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
 }
 
 func (h *host) create(name string) Instance {

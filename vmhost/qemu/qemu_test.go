@@ -11,14 +11,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/internal/vmtest"
 	"github.com/hangar-vm/hangar/vmhost"
 	"github.com/hangar-vm/hangar/vmhost/guest"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
@@ -28,82 +27,16 @@ import (
 // bootTimeout is generous: guests run under TCG on a shared machine.
 const bootTimeout = 3 * time.Minute
 
+// The real-guest helpers are shared with the other vmhost packages
+// (internal/vmtest); these names keep this package's tests short.
 var (
-	imageOnce sync.Once
-	image     guest.Image
-	imageErr  error
+	testImage = vmtest.Image
+	shortTemp = vmtest.ShortTemp
 )
-
-// testImage builds (or takes from the cache) the default guest image.
-func testImage(t testing.TB) guest.Image {
-	t.Helper()
-	kernelDir := testenv.KernelDir(t)
-	imageOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		image, imageErr = guest.Build(ctx, guest.BuildOptions{KernelDir: kernelDir})
-	})
-	if imageErr != nil {
-		t.Fatalf("build guest image: %v", imageErr)
-	}
-	return image
-}
 
 // newDriver returns a TCG driver that is closed, and checked to have left
 // no QEMU behind, when the test ends.
-func newDriver(t testing.TB, root string) *qemu.Driver {
-	t.Helper()
-	bin := testenv.QEMUBinary(t)
-	d, err := qemu.New(context.Background(), qemu.Settings{Binary: bin, Accel: qemu.AccelTCG})
-	if err != nil {
-		t.Fatalf("qemu.New: %v", err)
-	}
-	t.Cleanup(func() {
-		d.Close()
-		if pids := qemuUnder(root); len(pids) > 0 {
-			t.Errorf("qemu processes left under %s: %v", root, pids)
-			for _, p := range pids {
-				syscall.Kill(p, syscall.SIGKILL)
-			}
-		}
-	})
-	return d
-}
-
-// qemuUnder lists live processes whose command line mentions root.
-func qemuUnder(root string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmd, []byte(root)) {
-			continue
-		}
-		if stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
-// shortTemp is a temporary directory with a short path: unix socket paths
-// are limited to 107 bytes, and t.TempDir() embeds the test's name.
-func shortTemp(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "hg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+func newDriver(t testing.TB, root string) *qemu.Driver { return vmtest.Driver(t, root, nil) }
 
 func config(im guest.Image, dir string, memMiB int) vmhost.Config {
 	return vmhost.Config{MemoryMiB: memMiB, VCPUs: 1, Boot: im.Boot(), Dir: dir}
