@@ -224,8 +224,10 @@ type ClientInterface interface {
 	// A named snapshot is kept until deleted (unlike the instance's current
 	// standby snapshot, which the next standby replaces). It is written
 	// locally first (`local`), then uploaded (`uploading`) until `central`.
-	// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-	// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+	// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+	// `invalid_state`: its standby snapshot holds its memory already, fork
+	// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+	// `invalid_state`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -237,8 +239,10 @@ type ClientInterface interface {
 	// A named snapshot is kept until deleted (unlike the instance's current
 	// standby snapshot, which the next standby replaces). It is written
 	// locally first (`local`), then uploaded (`uploading`) until `central`.
-	// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-	// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+	// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+	// `invalid_state`: its standby snapshot holds its memory already, fork
+	// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+	// `invalid_state`).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -322,10 +326,15 @@ type ClientInterface interface {
 	// RestoreSnapshotWithBody Roll the snapshot's source instance back to the snapshot.
 	//
 	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-	// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-	// standby state is discarded. Host choice as for
-	// `POST /v1/instances/{id}/restore`. The body is optional.
+	// `invalid_state`); it resumes from this snapshot and becomes
+	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+	// The body is optional.
+	//
+	// Limitation: only the instance's own standby snapshot restores it
+	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+	// instance back to a named snapshot is not supported yet: 409
+	// `invalid_state` naming the limitation; fork the named snapshot
+	// instead (`POST /v1/snapshots/{id}/fork`).
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -335,10 +344,15 @@ type ClientInterface interface {
 	// RestoreSnapshot Roll the snapshot's source instance back to the snapshot.
 	//
 	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-	// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-	// standby state is discarded. Host choice as for
-	// `POST /v1/instances/{id}/restore`. The body is optional.
+	// `invalid_state`); it resumes from this snapshot and becomes
+	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+	// The body is optional.
+	//
+	// Limitation: only the instance's own standby snapshot restores it
+	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+	// instance back to a named snapshot is not supported yet: 409
+	// `invalid_state` naming the limitation; fork the named snapshot
+	// instead (`POST /v1/snapshots/{id}/fork`).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -608,8 +622,10 @@ func (c *Client) RestoreInstance(ctx context.Context, id InstanceID, body Restor
 // A named snapshot is kept until deleted (unlike the instance's current
 // standby snapshot, which the next standby replaces). It is written
 // locally first (`local`), then uploaded (`uploading`) until `central`.
-// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+// `invalid_state`: its standby snapshot holds its memory already, fork
+// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+// `invalid_state`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -631,8 +647,10 @@ func (c *Client) CreateSnapshotWithBody(ctx context.Context, id InstanceID, cont
 // A named snapshot is kept until deleted (unlike the instance's current
 // standby snapshot, which the next standby replaces). It is written
 // locally first (`local`), then uploaded (`uploading`) until `central`.
-// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+// `invalid_state`: its standby snapshot holds its memory already, fork
+// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+// `invalid_state`).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -796,10 +814,15 @@ func (c *Client) ForkSnapshot(ctx context.Context, id SnapshotID, body ForkSnaps
 // RestoreSnapshotWithBody Roll the snapshot's source instance back to the snapshot.
 //
 // The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-// standby state is discarded. Host choice as for
-// `POST /v1/instances/{id}/restore`. The body is optional.
+// `invalid_state`); it resumes from this snapshot and becomes
+// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+// The body is optional.
+//
+// Limitation: only the instance's own standby snapshot restores it
+// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+// instance back to a named snapshot is not supported yet: 409
+// `invalid_state` naming the limitation; fork the named snapshot
+// instead (`POST /v1/snapshots/{id}/fork`).
 //
 // Takes any type of body and a specified content type.
 //
@@ -819,10 +842,15 @@ func (c *Client) RestoreSnapshotWithBody(ctx context.Context, id SnapshotID, con
 // RestoreSnapshot Roll the snapshot's source instance back to the snapshot.
 //
 // The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-// standby state is discarded. Host choice as for
-// `POST /v1/instances/{id}/restore`. The body is optional.
+// `invalid_state`); it resumes from this snapshot and becomes
+// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+// The body is optional.
+//
+// Limitation: only the instance's own standby snapshot restores it
+// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+// instance back to a named snapshot is not supported yet: 409
+// `invalid_state` naming the limitation; fork the named snapshot
+// instead (`POST /v1/snapshots/{id}/fork`).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1739,8 +1767,10 @@ type ClientWithResponsesInterface interface {
 	// A named snapshot is kept until deleted (unlike the instance's current
 	// standby snapshot, which the next standby replaces). It is written
 	// locally first (`local`), then uploaded (`uploading`) until `central`.
-	// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-	// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+	// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+	// `invalid_state`: its standby snapshot holds its memory already, fork
+	// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+	// `invalid_state`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1752,8 +1782,10 @@ type ClientWithResponsesInterface interface {
 	// A named snapshot is kept until deleted (unlike the instance's current
 	// standby snapshot, which the next standby replaces). It is written
 	// locally first (`local`), then uploaded (`uploading`) until `central`.
-	// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-	// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+	// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+	// `invalid_state`: its standby snapshot holds its memory already, fork
+	// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+	// `invalid_state`).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1843,10 +1875,15 @@ type ClientWithResponsesInterface interface {
 	// RestoreSnapshotWithBodyWithResponse Roll the snapshot's source instance back to the snapshot.
 	//
 	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-	// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-	// standby state is discarded. Host choice as for
-	// `POST /v1/instances/{id}/restore`. The body is optional.
+	// `invalid_state`); it resumes from this snapshot and becomes
+	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+	// The body is optional.
+	//
+	// Limitation: only the instance's own standby snapshot restores it
+	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+	// instance back to a named snapshot is not supported yet: 409
+	// `invalid_state` naming the limitation; fork the named snapshot
+	// instead (`POST /v1/snapshots/{id}/fork`).
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1856,10 +1893,15 @@ type ClientWithResponsesInterface interface {
 	// RestoreSnapshotWithResponse Roll the snapshot's source instance back to the snapshot.
 	//
 	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-	// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-	// standby state is discarded. Host choice as for
-	// `POST /v1/instances/{id}/restore`. The body is optional.
+	// `invalid_state`); it resumes from this snapshot and becomes
+	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+	// The body is optional.
+	//
+	// Limitation: only the instance's own standby snapshot restores it
+	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+	// instance back to a named snapshot is not supported yet: 409
+	// `invalid_state` naming the limitation; fork the named snapshot
+	// instead (`POST /v1/snapshots/{id}/fork`).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3173,8 +3215,10 @@ func (c *ClientWithResponses) RestoreInstanceWithResponse(ctx context.Context, i
 // A named snapshot is kept until deleted (unlike the instance's current
 // standby snapshot, which the next standby replaces). It is written
 // locally first (`local`), then uploaded (`uploading`) until `central`.
-// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+// `invalid_state`: its standby snapshot holds its memory already, fork
+// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+// `invalid_state`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3192,8 +3236,10 @@ func (c *ClientWithResponses) CreateSnapshotWithBodyWithResponse(ctx context.Con
 // A named snapshot is kept until deleted (unlike the instance's current
 // standby snapshot, which the next standby replaces). It is written
 // locally first (`local`), then uploaded (`uploading`) until `central`.
-// Kind `standby` needs a `Running` or `Standby` instance, kind `stopped`
-// a `Running`, `Standby` or `Stopped` one (409 `invalid_state`).
+// Kind `standby` needs a `Running` instance (a `Standby` one is 409
+// `invalid_state`: its standby snapshot holds its memory already, fork
+// that), kind `stopped` a `Running`, `Standby` or `Stopped` one (409
+// `invalid_state`).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3331,10 +3377,15 @@ func (c *ClientWithResponses) ForkSnapshotWithResponse(ctx context.Context, id S
 // RestoreSnapshotWithBodyWithResponse Roll the snapshot's source instance back to the snapshot.
 //
 // The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-// standby state is discarded. Host choice as for
-// `POST /v1/instances/{id}/restore`. The body is optional.
+// `invalid_state`); it resumes from this snapshot and becomes
+// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+// The body is optional.
+//
+// Limitation: only the instance's own standby snapshot restores it
+// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+// instance back to a named snapshot is not supported yet: 409
+// `invalid_state` naming the limitation; fork the named snapshot
+// instead (`POST /v1/snapshots/{id}/fork`).
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3350,10 +3401,15 @@ func (c *ClientWithResponses) RestoreSnapshotWithBodyWithResponse(ctx context.Co
 // RestoreSnapshotWithResponse Roll the snapshot's source instance back to the snapshot.
 //
 // The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot (kind `standby`) or
-// boots afresh (kind `stopped`) and becomes `Running`. Its previous
-// standby state is discarded. Host choice as for
-// `POST /v1/instances/{id}/restore`. The body is optional.
+// `invalid_state`); it resumes from this snapshot and becomes
+// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
+// The body is optional.
+//
+// Limitation: only the instance's own standby snapshot restores it
+// (the same as `POST /v1/instances/{id}/restore`). Rolling an
+// instance back to a named snapshot is not supported yet: 409
+// `invalid_state` naming the limitation; fork the named snapshot
+// instead (`POST /v1/snapshots/{id}/fork`).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

@@ -52,9 +52,16 @@ func (h *handlers) CreateSnapshot(ctx context.Context, req api.CreateSnapshotReq
 		hc = &c
 	}
 	switch st := r.inst.State; {
-	case b.Kind == api.SnapshotKindStandby && st != api.InstanceStateRunning && st != api.InstanceStateStandby:
+	case b.Kind == api.SnapshotKindStandby && st == api.InstanceStateStandby:
+		// A host takes a standby snapshot of a running guest only; the
+		// parked instance's memory is its standby snapshot already.
 		s.mu.Unlock()
-		return nil, invalidState("take a standby snapshot of", r, api.InstanceStateRunning, api.InstanceStateStandby)
+		return nil, api.NewError(api.ErrorCodeInvalidState,
+			"cannot take a standby snapshot of instance %s: it is Standby, and a standby snapshot is taken of a Running guest; its standby snapshot %s already holds its memory (fork that, or restore the instance first)",
+			r.inst.Id, orNone(r.standbySnap))
+	case b.Kind == api.SnapshotKindStandby && st != api.InstanceStateRunning:
+		s.mu.Unlock()
+		return nil, invalidState("take a standby snapshot of", r, api.InstanceStateRunning)
 	case b.Kind == api.SnapshotKindStopped && st != api.InstanceStateRunning && st != api.InstanceStateStandby && st != api.InstanceStateStopped:
 		s.mu.Unlock()
 		return nil, invalidState("take a stopped snapshot of", r, api.InstanceStateRunning, api.InstanceStateStandby, api.InstanceStateStopped)
@@ -273,19 +280,26 @@ func (h *handlers) RestoreSnapshot(ctx context.Context, req api.RestoreSnapshotR
 		s.mu.Unlock()
 		return nil, invalidState("roll back", r, api.InstanceStateStandby, api.InstanceStateStopped)
 	}
-	previous := r.standbySnap
+	if req.Id != r.standbySnap {
+		// Hosts restore an instance from its own standby snapshot only;
+		// rolling it back to another snapshot (a named one) is not
+		// implemented there yet (openapi.yaml, restoreSnapshot).
+		s.mu.Unlock()
+		return nil, api.NewError(api.ErrorCodeInvalidState,
+			"cannot roll instance %s back to snapshot %s: rolling an instance back to a named snapshot is not supported yet, only its own standby snapshot (%s) restores it; fork the snapshot instead (POST /v1/snapshots/%s/fork)",
+			r.inst.Id, req.Id, orNone(r.standbySnap), req.Id)
+	}
 	inst, err := s.resumeLocked(ctx, r, sr, host, opRestore)
 	if err != nil {
 		return nil, err
 	}
-	if previous != "" && previous != req.Id {
-		// Its previous standby state is discarded.
-		s.mu.Lock()
-		if r.standbySnap == previous {
-			r.standbySnap = ""
-		}
-		s.mu.Unlock()
-		s.dropReplaced(previous)
-	}
 	return api.RestoreSnapshot200JSONResponse(inst), nil
+}
+
+// orNone is s, or "none" when empty, for messages.
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
