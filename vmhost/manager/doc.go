@@ -13,7 +13,9 @@
 //     snapshot id. It lives locally (the raw files in <data>/s/<id>/),
 //     centrally (a committed manifest in the bucket), or both. Its storage
 //     state says which: local → uploading → central, or error.
-//   - An upload job moves one standby snapshot from local files to central
+//   - A named snapshot is taken while the instance goes on (Snapshot),
+//     kept until deleted, and outlives its instance (snapshot.go).
+//   - An upload job moves one standby or named snapshot from local files to central
 //     storage. It is persisted (<data>/jobs/<snapshot id>.json), retried
 //     with backoff while the store is unreachable, resumed after a restart,
 //     and preempted (cancelled, then waited for) by a restore that needs
@@ -49,9 +51,15 @@
 //	                                      unix sockets fit 107 bytes); a
 //	                                      restore renames the snapshot (or
 //	                                      download) directory to it
-//	<data>/s/<snapshot id>/               a standby snapshot's raw files
+//	<data>/s/<snapshot id>/               a standby or named snapshot's
+//	                                      raw files (a stopped one: only
+//	                                      config.json)
+//	<data>/n/<snapshot id>.json           a named snapshot's record: name,
+//	                                      kind, storage, the source's vm
+//	                                      record (it outlives the instance)
 //	<data>/d/<8 hex>/                     a download in progress
-//	<data>/jobs/<snapshot id>.json        an active upload job
+//	<data>/jobs/<snapshot id>.json        an active or failed upload job
+//	                                      (role standby or named)
 //
 // Ids from outside (instance and snapshot ids) are validated against
 // ^[a-z0-9][a-z0-9-]{0,62}$ before any path is built from them.
