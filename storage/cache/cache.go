@@ -202,7 +202,6 @@ func (c *Cache) Get(id chunk.ID) ([]byte, error) {
 	var (
 		e     *entry
 		touch bool
-		f     *fill
 	)
 	if ok {
 		c.lru.MoveToFront(el)
@@ -210,17 +209,16 @@ func (c *Cache) Get(id chunk.ID) ([]byte, error) {
 		if now.Sub(e.touched) >= c.opt.touchInterval {
 			e.touched, touch = now, true
 		}
-	} else {
-		f = c.pendingLocked(id)
-	}
-	c.mu.Unlock()
-	if f != nil {
-		// Queued by Offer, not on disk yet: the queued bytes never
-		// change, so the copy is made outside the lock.
+	} else if f := c.pendingLocked(id); f != nil {
+		// Queued by Offer, not on disk yet: copied under mu, since the
+		// writer recycles the queued buffer once the fill leaves pending.
+		b := append([]byte(nil), f.stored...)
+		c.mu.Unlock()
 		c.hits.Add(1)
 		c.ins.hit()
-		return append([]byte(nil), f.stored...), nil
+		return b, nil
 	}
+	c.mu.Unlock()
 	if !ok {
 		return nil, c.missed(id)
 	}

@@ -5,11 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/hangar-vm/hangar/internal/memtest"
+	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/storage/chunk"
 )
 
@@ -162,4 +165,60 @@ func BenchmarkWriteChunk(b *testing.B) {
 			}
 		})
 	}
+}
+
+// putOnly hides cache.Cache.Offer: the download Puts inline.
+type putOnly struct{ ChunkCache }
+
+// BenchmarkDownloadCacheFill downloads from an in-memory store into a
+// fresh file and a fresh host cache per iteration, the cache filled
+// through Offer (background) or Put (inline in the fetch workers); it
+// reports CPU-seconds per GiB of raw data beside the wall time.
+func BenchmarkDownloadCacheFill(b *testing.B) {
+	p, size := benchFile(b)
+	r := newRepo(b, newMem())
+	m, err := r.Upload(context.Background(), info("bench", zstd1()), []FileSource{{Name: "memory", Path: p}}, UploadOptions{ChunkSize: chunk.DefaultSize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mode := range []string{"offer", "inline"} {
+		b.Run(mode, func(b *testing.B) {
+			b.SetBytes(size)
+			var cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir := b.TempDir()
+				c, err := cache.Open(filepath.Join(dir, "cache"), 1<<40)
+				if err != nil {
+					b.Fatal(err)
+				}
+				var cc ChunkCache = c
+				if mode == "inline" {
+					cc = putOnly{c}
+				}
+				c0 := processCPU()
+				b.StartTimer()
+				if _, err := r.Download(context.Background(), m, dir, DownloadOptions{Cache: cc, NoSync: true}); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Flush(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				cpu += processCPU() - c0
+				c.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(cpu.Seconds()/float64(b.N)/(float64(size)/(1<<30)), "CPU-s/GiB")
+		})
+	}
+}
+
+// processCPU is this process's user + system CPU time so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
