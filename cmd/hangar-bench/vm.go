@@ -60,9 +60,11 @@ func runVM(ctx context.Context, args []string) error {
 	accel := fs.String("accel", qemu.AccelTCG, "QEMU accelerator: tcg or kvm")
 	part := byteSize(16 << 20)
 	fs.Var(&part, "part", "baseline: minio-go part size")
+	fillQueue := byteSize(cache.DefaultFillQueueBytes)
+	fs.Var(&fillQueue, "fill-queue", "bound of the host caches' background fill queue (cache.WithFillQueue)")
 	threads := fs.Uint("threads", 4, "baseline: minio-go parts uploaded at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of hangar's cold restore (this process) to this file")
-	armsFlag := fs.String("arms", "nosync+offer", "hangar download variants for the cold restores, comma-separated, each '+'-joined from fsync|nosync, inline|offer (host cache filled in the fetch workers | in the background) and cN (concurrency); the first is used for the main cold and warm restore")
+	armsFlag := fs.String("arms", "nosync+inline", "hangar download variants for the cold restores, comma-separated, each '+'-joined from fsync|nosync, inline|offer (host cache filled in the fetch workers | in the background) and cN (concurrency); the first is used for the main cold and warm restore")
 	rounds := fs.Int("rounds", 0, "after the main run, this many rounds of cold restores on b: every arm and the baseline, with CPU-seconds")
 	dropStore := fs.Bool("rounds-drop-store-cache", true, "evict MinIO's files from the page cache before every cold restore of the rounds")
 	if err := fs.Parse(args); err != nil {
@@ -127,7 +129,7 @@ func runVM(ctx context.Context, args []string) error {
 		ctx: ctx, log: log, image: image, srv: srv, bucket: bucket, work: work,
 		memMiB: *memMiB, vcpus: *vcpus, used: *used, policy: policy, codec: *codec,
 		part: uint64(part), threads: *threads, cpuProfile: *cpuProfile,
-		arms: arms, rounds: *rounds, dropStoreCache: *dropStore,
+		arms: arms, rounds: *rounds, dropStoreCache: *dropStore, fillQueue: int64(fillQueue),
 	}
 	fmt.Printf("guest %d MiB, %d vCPU, %s; %.0f%% filled; hangar %s; MinIO %s; %s\n",
 		*memMiB, *vcpus, *accel, *used*100, *codec, srv.Endpoint, toolVersions())
@@ -193,6 +195,7 @@ type vmBench struct {
 	arms           []restoreArm
 	rounds         int
 	dropStoreCache bool
+	fillQueue      int64
 	hosts          [2]*benchHost
 }
 
@@ -215,7 +218,7 @@ func (b *vmBench) openHost(name, accel string) (*benchHost, error) {
 	if h.hv, err = qemu.New(ctx, qemu.Settings{Accel: accel, Logger: log}); err != nil {
 		return nil, err
 	}
-	if h.cache, err = cache.Open(filepath.Join(h.root, "cache"), 4<<30, cache.WithLogger(log)); err != nil {
+	if h.cache, err = cache.Open(filepath.Join(h.root, "cache"), 4<<30, cache.WithLogger(log), cache.WithFillQueue(b.fillQueue)); err != nil {
 		h.close()
 		return nil, err
 	}
@@ -279,6 +282,7 @@ func (r *timedRepo) setArm(a restoreArm) {
 // then the files made durable.
 type downloadTiming struct {
 	total, chunks time.Duration
+	first         time.Duration // to the first chunk written
 	stats         snapshot.DownloadStats
 }
 
@@ -297,10 +301,13 @@ func (r *timedRepo) Download(ctx context.Context, m *snapshot.Manifest, dir stri
 	r.mu.Unlock()
 	arm.apply(&opts)
 	start := time.Now()
-	var lastChunk time.Time // written by the serialised progress callback
+	var firstChunk, lastChunk time.Time // written by the serialised progress callback
 	next := opts.Progress
 	opts.Progress = func(p snapshot.DownloadProgress) {
 		lastChunk = time.Now()
+		if firstChunk.IsZero() {
+			firstChunk = lastChunk
+		}
 		if next != nil {
 			next(p)
 		}
@@ -308,7 +315,7 @@ func (r *timedRepo) Download(ctx context.Context, m *snapshot.Manifest, dir stri
 	st, err := r.Repo.Download(ctx, m, dir, opts)
 	end := time.Now()
 	r.mu.Lock()
-	r.down = downloadTiming{total: end.Sub(start), chunks: lastChunk.Sub(start), stats: st}
+	r.down = downloadTiming{total: end.Sub(start), first: firstChunk.Sub(start), chunks: lastChunk.Sub(start), stats: st}
 	r.mu.Unlock()
 	return st, err
 }
@@ -529,13 +536,18 @@ func (b *vmBench) run() (*vmReport, error) {
 	if n := bh.cache.Stats(); n.Entries != 0 {
 		return nil, fmt.Errorf("host b's cache holds %d chunks before the cold restore", n.Entries)
 	}
+	minioPID := findPID(b.srv.Endpoint)
 	restoreOn := func(what string) (time.Duration, downloadTiming, error) {
-		start := time.Now()
+		fmt.Printf("before the %s restore: %s\n", what, dirtyPages())
+		m0, s0, start := procCPU(minioPID), selfCPU(), time.Now()
 		r, err := bh.m.RestoreSnapshot(ctx, sid, manager.ForkSpec{})
 		took := time.Since(start)
 		if err != nil {
 			return 0, downloadTiming{}, fmt.Errorf("%s restore on b: %w", what, err)
 		}
+		_, dl := bh.repo.last()
+		fmt.Printf("hangar %s restore: CPU %.2fs + MinIO %.2fs; first chunk written after %.3fs\n",
+			what, (selfCPU() - s0).Seconds(), (procCPU(minioPID) - m0).Seconds(), dl.first.Seconds())
 		// The background cache fill (Cache.Offer) may still run: wait for
 		// it, so that the warm restore reads the cache from disk as a
 		// later fork would, and report how long it ran on.
@@ -545,7 +557,7 @@ func (b *vmBench) run() (*vmReport, error) {
 		if what == "cold" {
 			rep.coldFillTail = time.Since(start) - took
 		}
-		_, dl := bh.repo.last()
+		_, dl = bh.repo.last()
 		fmt.Printf("hangar %s restore on b: %.2fs (download %.2fs, of which fsync+rename %.2fs: %d chunks from the store, %d from the cache)\n",
 			what, took.Seconds(), dl.total.Seconds(), (dl.total - dl.chunks).Seconds(), dl.stats.ChunksFromStore, dl.stats.ChunksFromCache)
 		c, err := agent.Dial(ctx, r.AgentSocket)
@@ -834,4 +846,20 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return os.WriteFile(dst, b, 0o600)
+}
+
+// dirtyPages reports the machine's dirty and under-writeback page cache
+// (/proc/meminfo): writeback running during a restore competes with it.
+func dirtyPages() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "meminfo unreadable"
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "Dirty:") || strings.HasPrefix(l, "Writeback:") {
+			out = append(out, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	return strings.Join(out, ", ")
 }

@@ -23,9 +23,9 @@ import (
 
 // restoreArm is one way of running hangar's download during a restore,
 // applied by timedRepo over whatever options the manager passes: with or
-// without fsync, the host cache filled inline (Put in the fetch workers,
-// as before Cache.Offer) or in the background (Offer), and the download's
-// concurrency.
+// without fsync, the host cache filled inline (Put in the fetch workers)
+// or in the background (DownloadOptions.BackgroundCacheFill, Cache.Offer),
+// and the download's concurrency.
 type restoreArm struct {
 	name        string
 	fsync       bool
@@ -35,7 +35,7 @@ type restoreArm struct {
 
 // parseArms reads a comma-separated list of arms, each a '+'-joined set
 // of fsync|nosync, inline|offer and cN (concurrency N); unset parts take
-// what the manager does: nosync, offer, the default concurrency.
+// what the manager does: nosync, inline, the default concurrency.
 func parseArms(s string) ([]restoreArm, error) {
 	var arms []restoreArm
 	for _, name := range strings.Split(s, ",") {
@@ -43,7 +43,7 @@ func parseArms(s string) ([]restoreArm, error) {
 		if name == "" {
 			continue
 		}
-		a := restoreArm{name: name}
+		a := restoreArm{name: name, inline: true}
 		for _, tok := range strings.Split(name, "+") {
 			switch {
 			case tok == "fsync":
@@ -72,16 +72,10 @@ func parseArms(s string) ([]restoreArm, error) {
 	return arms, nil
 }
 
-// putOnlyCache hides Cache.Offer, so that the download Puts every chunk
-// inline in its fetch workers: the "inline" arm.
-type putOnlyCache struct{ snapshot.ChunkCache }
-
 // apply changes a download's options to the arm's.
 func (a *restoreArm) apply(opts *snapshot.DownloadOptions) {
 	opts.NoSync = !a.fsync
-	if a.inline && opts.Cache != nil {
-		opts.Cache = putOnlyCache{opts.Cache}
-	}
+	opts.BackgroundCacheFill = !a.inline
 	if a.concurrency > 0 {
 		opts.Concurrency = a.concurrency
 	}
@@ -127,9 +121,13 @@ func (b *vmBench) emptyCache(man *snapshot.Manifest) error {
 	return nil
 }
 
-// restoreRounds runs, rounds times, a cold restore on b for every arm (in
-// an order rotated each round, so no arm always runs first or last after
-// the baseline) and a baseline cold restore, each with its CPU cost. With
+// restoreRounds runs, rounds times, a cold restore on b for every arm and
+// a baseline cold restore, in an order rotated each round (baseline
+// included), each with its CPU cost. The rotation matters here beyond
+// noise: on this machine (a microVM) the first write into guest memory
+// that was never touched costs several times more CPU than into pages
+// freed a moment ago, so whichever restore runs first after a quiet spell
+// pays for the others. With
 // dropStoreCache, MinIO's files are evicted from the page cache before
 // each, so every arm reads the store from disk, as the first restore
 // after an upload does (MinIO writes with O_DIRECT).
@@ -145,18 +143,33 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 	defer h.repo.setArm(arms[0])
 	for r := range rounds {
 		costs := make([]roundCost, len(arms))
-		var order []int
-		for k := range arms {
-			i := (k + r) % len(arms)
+		var (
+			order []int
+			bc    roundCost
+		)
+		// Index len(arms) is the baseline: it takes its turn in the
+		// rotation too, so that no side always runs first in a round.
+		for k := range len(arms) + 1 {
+			i := (k + r) % (len(arms) + 1)
 			order = append(order, i)
+			if b.dropStoreCache {
+				dropCache(b.srv.Dir)
+			}
+			if i == len(arms) {
+				var err error
+				if bc, err = b.baselineCold(sid, want, minioPID); err != nil {
+					return nil, fmt.Errorf("round %d, baseline: %w", r+1, err)
+				}
+				fmt.Printf("round %d, baseline:                     %.3fs wall, CPU %.2fs + MinIO %.2fs\n",
+					r+1, bc.wall.Seconds(), bc.cpu.Seconds(), bc.minio.Seconds())
+				continue
+			}
 			arm := arms[i]
 			if err := b.emptyCache(man); err != nil {
 				return nil, err
 			}
 			h.repo.setArm(arm)
-			if b.dropStoreCache {
-				dropCache(b.srv.Dir)
-			}
+			dirty := dirtyPages()
 			dropped0 := h.cache.Stats().FillsDropped
 			m0, s0, start := procCPU(minioPID), selfCPU(), time.Now()
 			in, err := h.m.RestoreSnapshot(ctx, sid, manager.ForkSpec{})
@@ -177,18 +190,9 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 				return nil, fmt.Errorf("round %d, arm %s: %w", r+1, arm.name, err)
 			}
 			costs[i] = c
-			fmt.Printf("round %d, hangar %-22s %.3fs wall, CPU %.2fs + MinIO %.2fs; cache fill after it %.3fs, %.2f CPU-s\n",
-				r+1, arm.name+":", c.wall.Seconds(), c.cpu.Seconds(), c.minio.Seconds(), c.fillTail.Seconds(), c.fillCPU.Seconds())
+			fmt.Printf("round %d, hangar %-22s %.3fs wall, CPU %.2fs + MinIO %.2fs; cache fill after it %.3fs, %.2f CPU-s; first chunk %.3fs; before: %s\n",
+				r+1, arm.name+":", c.wall.Seconds(), c.cpu.Seconds(), c.minio.Seconds(), c.fillTail.Seconds(), c.fillCPU.Seconds(), dl.first.Seconds(), dirty)
 		}
-		if b.dropStoreCache {
-			dropCache(b.srv.Dir)
-		}
-		bc, err := b.baselineCold(sid, want, minioPID)
-		if err != nil {
-			return nil, fmt.Errorf("round %d, baseline: %w", r+1, err)
-		}
-		fmt.Printf("round %d, baseline:                     %.3fs wall, CPU %.2fs + MinIO %.2fs\n",
-			r+1, bc.wall.Seconds(), bc.cpu.Seconds(), bc.minio.Seconds())
 		rep.hang, rep.base, rep.order = append(rep.hang, costs), append(rep.base, bc), append(rep.order, order)
 	}
 	return rep, nil

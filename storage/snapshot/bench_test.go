@@ -167,12 +167,10 @@ func BenchmarkWriteChunk(b *testing.B) {
 	}
 }
 
-// putOnly hides cache.Cache.Offer: the download Puts inline.
-type putOnly struct{ ChunkCache }
-
 // BenchmarkDownloadCacheFill downloads from an in-memory store into a
 // fresh file and a fresh host cache per iteration, the cache filled
-// through Offer (background) or Put (inline in the fetch workers); it
+// through Offer (BackgroundCacheFill) or Put (inline in the fetch
+// workers, the default); it
 // reports CPU-seconds per GiB of raw data beside the wall time.
 func BenchmarkDownloadCacheFill(b *testing.B) {
 	p, size := benchFile(b)
@@ -192,13 +190,9 @@ func BenchmarkDownloadCacheFill(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				var cc ChunkCache = c
-				if mode == "inline" {
-					cc = putOnly{c}
-				}
 				c0 := processCPU()
 				b.StartTimer()
-				if _, err := r.Download(context.Background(), m, dir, DownloadOptions{Cache: cc, NoSync: true}); err != nil {
+				if _, err := r.Download(context.Background(), m, dir, DownloadOptions{Cache: c, NoSync: true, BackgroundCacheFill: mode == "offer"}); err != nil {
 					b.Fatal(err)
 				}
 				if err := c.Flush(context.Background()); err != nil {

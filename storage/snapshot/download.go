@@ -23,12 +23,17 @@ type DownloadOptions struct {
 	// once; 0 means 8.
 	Concurrency int
 	// Cache, if set, is asked for every chunk first, and receives every
-	// chunk fetched from the store. A cache that also has
-	// Offer(chunk.ID, []byte) bool (storage/cache.Cache does) receives
-	// them through Offer instead of Put: it copies the chunk and writes
-	// it in the background, off the download's critical path, and serves
-	// it from memory until then (see cacheOfferer).
+	// chunk fetched from the store (Put, in the fetch worker).
 	Cache ChunkCache
+	// BackgroundCacheFill hands fetched chunks to a Cache that has
+	// Offer(chunk.ID, []byte) bool (storage/cache.Cache does) instead of
+	// Put: the cache copies each into a bounded queue, serves it from
+	// memory at once and writes it from one goroutine, so the download
+	// never waits for the cache's disk write (see cacheOfferer); a full
+	// queue drops the fill. Off by default: on the benchmark machine it
+	// made no cold restore faster and cost CPU (the queue's copies are
+	// fresh memory each restore), see docs/benchmarks.md.
+	BackgroundCacheFill bool
 	// Progress, if set, is called after every chunk (see reporter).
 	Progress func(DownloadProgress)
 	// NoSync skips the fsync of the files (and of dir) before they are
@@ -202,7 +207,7 @@ func (d *download) one(ctx context.Context, id chunk.ID, ts []target) error {
 	name := func(t target) string {
 		return fmt.Sprintf("download snapshot %s: file %s chunk %d (%s)", d.m.ID, d.m.Files[t.file].Name, t.index, id)
 	}
-	f, shared, err := d.r.fetch(ctx, id, d.opts.Cache)
+	f, shared, err := d.r.fetch(ctx, id, d.opts.Cache, d.opts.BackgroundCacheFill)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name(first), err)
 	}
@@ -322,14 +327,14 @@ func (d *download) removeTemps() {
 // copy, else from the store (and then into cache). Concurrent fetches of
 // one id on this Repo share one fetch; shared reports that the result may
 // be in other hands too, so its buffer must not be recycled.
-func (r *Repo) fetch(ctx context.Context, id chunk.ID, cache ChunkCache) (fetched, bool, error) {
+func (r *Repo) fetch(ctx context.Context, id chunk.ID, cache ChunkCache, offer bool) (fetched, bool, error) {
 	// A shared fetch runs under the first caller's ctx: if that caller
 	// gives up, the others try again under their own.
 	for attempt := 0; ; attempt++ {
 		ran := false // the function runs in the caller that leads the flight
 		v, err, shared := r.fetches.Do(id.String(), func() (any, error) {
 			ran = true
-			return r.fetchOne(ctx, id, cache)
+			return r.fetchOne(ctx, id, cache, offer)
 		})
 		if err != nil {
 			if ctx.Err() == nil && attempt < 3 && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
@@ -343,7 +348,7 @@ func (r *Repo) fetch(ctx context.Context, id chunk.ID, cache ChunkCache) (fetche
 	}
 }
 
-func (r *Repo) fetchOne(ctx context.Context, id chunk.ID, cache ChunkCache) (fetched, error) {
+func (r *Repo) fetchOne(ctx context.Context, id chunk.ID, cache ChunkCache, offer bool) (fetched, error) {
 	if cache != nil {
 		stored, err := cache.Get(id)
 		if err == nil {
@@ -375,7 +380,7 @@ func (r *Repo) fetchOne(ctx context.Context, id chunk.ID, cache ChunkCache) (fet
 	}
 	r.met.downloadChunks.Add(ctx, 1, attrSrcStore)
 	r.met.downloadBytes.Add(ctx, int64(len(stored)), attrSrcStore)
-	if o, ok := cache.(cacheOfferer); ok {
+	if o, ok := cache.(cacheOfferer); ok && offer {
 		if !o.Offer(id, stored) {
 			r.log.Debug("cache declined the chunk (fill queue full?)", "chunk", id.String())
 		}
@@ -389,12 +394,9 @@ func (r *Repo) fetchOne(ctx context.Context, id chunk.ID, cache ChunkCache) (fet
 
 // cacheOfferer is a ChunkCache that can take a chunk without writing it
 // on the caller's path (storage/cache.Cache.Offer): it keeps a copy of
-// stored and reports whether it will cache it. A restore's critical path
-// is the memory file; writing every fetched chunk a second time, to the
-// cache, inline in the fetch workers was 28% of a cold restore's CPU (see
-// docs/benchmarks.md). The cache must serve an offered chunk from Get as
-// soon as Offer returns true, so that a fork starting after this download
-// still finds every chunk it fetched.
+// stored and reports whether it will cache it. The cache must serve an
+// offered chunk from Get as soon as Offer returns true, so that a fork
+// starting after this download still finds every chunk it fetched.
 type cacheOfferer interface {
 	Offer(id chunk.ID, stored []byte) bool
 }

@@ -95,8 +95,9 @@ func TestDownloadNoSync(t *testing.T) {
 	}
 }
 
-// TestDownloadFillsCacheInBackground: with the real host cache, a cold
-// download offers every chunk it fetched (storage/cache.Cache.Offer), and
+// TestDownloadFillsCacheInBackground: with the real host cache and
+// BackgroundCacheFill, a cold download offers every chunk it fetched
+// (storage/cache.Cache.Offer), and
 // a second download right after it — a fork, before the background writer
 // has necessarily finished — fetches nothing from the store. Once
 // flushed, every chunk is an entry on disk, and a fresh Cache on the same
@@ -115,7 +116,7 @@ func TestDownloadFillsCacheInBackground(t *testing.T) {
 	defer c.Close()
 	gets := st.gets.Load()
 
-	first, err := r.Download(context.Background(), m, t.TempDir(), DownloadOptions{Cache: c})
+	first, err := r.Download(context.Background(), m, t.TempDir(), DownloadOptions{Cache: c, BackgroundCacheFill: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestDownloadFillsCacheInBackground(t *testing.T) {
 		t.Fatalf("cold download: %+v, %d store gets; want %d from the store", first, st.gets.Load()-gets, distinct)
 	}
 	out := t.TempDir()
-	second, err := r.Download(context.Background(), m, out, DownloadOptions{Cache: c})
+	second, err := r.Download(context.Background(), m, out, DownloadOptions{Cache: c, BackgroundCacheFill: true})
 	if err != nil {
 		t.Fatal(err)
 	}
