@@ -33,7 +33,11 @@ const (
 // reboot at once on panic (QEMU runs with -no-reboot, so a panic ends the
 // process and the driver sees it), and trust the CPU's RDRAND so that the
 // agent's getrandom does not wait for entropy in a device-less guest.
-const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on"
+// no_timer_check skips the boot-time check that the IO-APIC delivers timer
+// interrupts: under software emulation on a loaded host the check can time
+// out and the kernel panics ("IO-APIC + timer doesn't work!", seen in CI);
+// virtual machines are routinely booted with it.
+const DefaultCmdline = "console=ttyS0 quiet panic=-1 random.trust_cpu=on no_timer_check"
 
 // AgentPackage is the guest agent's main package.
 const AgentPackage = "github.com/hangar-vm/hangar/cmd/hangar-agent"
