@@ -292,10 +292,14 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 		if sr.manifest {
 			continue // final sizes from the manifest beat any report
 		}
-		s.applyHostSnapshotLocked(sr, sn)
-		if sr.snap.State == api.SnapshotStateCentral {
+		if sn.State == api.SnapshotStateCentral {
+			// Committed: the manifest has the final sizes. The snapshot
+			// reads central once it is merged (readManifests, kicked at
+			// once), never before with the sizes of an upload in flight.
 			s.wantManifestLocked(sn.Id)
+			continue
 		}
+		s.applyHostSnapshotLocked(sr, sn)
 	}
 	for _, sr := range s.snapshots {
 		if sr.hosts[h.id] && !local[sr.snap.Id] && sr.busy == "" {
@@ -307,17 +311,14 @@ func (s *Server) applyHeartbeatLocked(h *hostEntry, hb *hostapi.Heartbeat) {
 	}
 }
 
-// hostCommittedLocked records that a host committed snapshot sid: it is
-// central now, and its manifest has the final sizes.
+// hostCommittedLocked records that a host committed snapshot sid: its
+// manifest is read at once (readManifests), and the snapshot reads central
+// with the manifest's final sizes from then on — not before, so that no
+// client sees a central snapshot without its sizes.
 func (s *Server) hostCommittedLocked(sid string) {
 	sr := s.snapshots[sid]
 	if sr == nil || sr.manifest {
 		return
-	}
-	if sr.snap.State != api.SnapshotStateCentral {
-		sr.snap.State = api.SnapshotStateCentral
-		sr.snap.Error, sr.snap.Progress = nil, nil
-		sr.centralSince = s.now()
 	}
 	s.wantManifestLocked(sid)
 }
