@@ -23,7 +23,8 @@ type fakeManager struct {
 	deletes  int
 	lastOpts *manager.StandbyOptions // the last standby call's options
 	digest   string
-	bootFor  time.Duration // Create waits this long in StateCreating
+	bootFor  time.Duration     // Create waits this long in StateCreating
+	named    map[string]string // named snapshot id → its instance (Rollback)
 }
 
 func newFake(digest string) *fakeManager {
@@ -132,6 +133,36 @@ func (f *fakeManager) Restore(_ context.Context, id string) (manager.Instance, e
 		return in, fmt.Errorf("restore instance %s: %w", id, manager.ErrInvalidState)
 	}
 	in.State, in.RestoredFrom, in.Snapshot = manager.StateRunning, in.Snapshot.ID, nil
+	f.insts[id] = in
+	return in, nil
+}
+
+// Rollback checks what manager.Rollback checks, in its order.
+func (f *fakeManager) Rollback(_ context.Context, id, sid string) (manager.Instance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.takeErr(); err != nil {
+		return manager.Instance{}, err
+	}
+	in, ok := f.insts[id]
+	switch {
+	case !ok:
+		return in, fmt.Errorf("rollback: instance %s: %w", id, manager.ErrNotFound)
+	case in.State == manager.StateStandby && in.Snapshot.ID == sid:
+		return in, fmt.Errorf("roll back instance %s: %w: its standby snapshot", id, manager.ErrInvalidArgument)
+	case in.State == manager.StateStandby && in.Snapshot.Storage != manager.StorageCentral:
+		return in, fmt.Errorf("roll back instance %s: %w: would drop a parked VM", id, manager.ErrInvalidState)
+	case in.State != manager.StateStandby && in.State != manager.StateStopped:
+		return in, fmt.Errorf("roll back instance %s: %w: it is %s", id, manager.ErrInvalidState, in.State)
+	}
+	owner, ok := f.named[sid]
+	if !ok {
+		return in, fmt.Errorf("roll back instance %s: snapshot %s: %w", id, sid, manager.ErrNotFound)
+	}
+	if owner != id {
+		return in, fmt.Errorf("roll back instance %s: %w: snapshot of %s", id, manager.ErrInvalidArgument, owner)
+	}
+	in.State, in.RestoredFrom, in.Snapshot = manager.StateRunning, sid, nil
 	f.insts[id] = in
 	return in, nil
 }

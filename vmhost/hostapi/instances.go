@@ -264,9 +264,12 @@ func (s *Server) StandbyHostInstance(ctx context.Context, req hostapi.StandbyHos
 }
 
 // RestoreHostInstance resumes an instance from a snapshot: this host's
-// standby instance (local files, or central if dropped), or, for an
-// instance this host does not hold, the committed snapshot from the
-// bucket. A retry for an instance already running answers it.
+// standby instance from its standby snapshot (local files, or central if
+// dropped); this host's standby or stopped instance from one of its named
+// snapshots (a rollback, manager.Rollback: refused while the standby
+// snapshot is not central); or, for an instance this host does not hold,
+// the committed snapshot from the bucket. A retry for an instance already
+// running from that snapshot answers it.
 func (s *Server) RestoreHostInstance(ctx context.Context, req hostapi.RestoreHostInstanceRequestObject) (hostapi.RestoreHostInstanceResponseObject, error) {
 	if err := api.ValidateID("instance", req.Id); err != nil {
 		return nil, err
@@ -291,15 +294,16 @@ func (s *Server) RestoreHostInstance(ctx context.Context, req hostapi.RestoreHos
 				return nil, err
 			}
 			return hostapi.RestoreHostInstance200JSONResponse(v), nil
-		case in.State == manager.StateStandby && (in.Snapshot == nil || in.Snapshot.ID != body.SnapshotId):
-			cur := "none"
-			if in.Snapshot != nil {
-				cur = in.Snapshot.ID
-			}
+		case in.State == manager.StateStandby && in.Snapshot == nil:
 			return nil, api.NewError(api.ErrorCodeConflict,
-				"restore instance %s: its standby snapshot here is %s, not %s", req.Id, cur, body.SnapshotId)
+				"restore instance %s: it is on standby here without a snapshot", req.Id)
 		}
 	}
+	// Another snapshot than the standby one of an instance held here (or
+	// any snapshot of a stopped one): a rollback to one of its named
+	// snapshots (manager.Rollback says what it accepts).
+	rollback := here && (in.State == manager.StateStopped ||
+		(in.State == manager.StateStandby && in.Snapshot.ID != body.SnapshotId))
 	release, err := s.reserve(ctx, req.Id, specResources(body.Spec.MemoryMib, body.Spec.Vcpus))
 	if err != nil {
 		return nil, err
@@ -310,9 +314,12 @@ func (s *Server) RestoreHostInstance(ctx context.Context, req hostapi.RestoreHos
 		return nil, err
 	}
 	defer done()
-	if here {
+	switch {
+	case rollback:
+		in, err = s.m.Rollback(op, req.Id, body.SnapshotId)
+	case here:
 		in, err = s.m.Restore(op, req.Id)
-	} else {
+	default:
 		in, err = s.m.RestoreSnapshot(op, body.SnapshotId, manager.ForkSpec{ID: req.Id, Name: body.Spec.Name})
 	}
 	if err != nil {

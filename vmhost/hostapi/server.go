@@ -28,6 +28,7 @@ type Manager interface {
 	Standby(ctx context.Context, id string, opts manager.StandbyOptions) (manager.Instance, error)
 	Restore(ctx context.Context, id string) (manager.Instance, error)
 	RestoreSnapshot(ctx context.Context, snapshotID string, spec manager.ForkSpec) (manager.Instance, error)
+	Rollback(ctx context.Context, id, snapshotID string) (manager.Instance, error)
 	Fork(ctx context.Context, source string, spec manager.ForkSpec) (manager.Instance, error)
 	Delete(ctx context.Context, id string) error
 	Jobs(ctx context.Context) ([]manager.Job, error)

@@ -15,6 +15,9 @@
 //     state says which: local → uploading → central, or error.
 //   - A named snapshot is taken while the instance goes on (Snapshot),
 //     kept until deleted, and outlives its instance (snapshot.go).
+//   - A rollback resumes a Standby or Stopped instance from one of its
+//     own named snapshots; a Standby one only once its standby snapshot
+//     is central, which the server then deletes (rollback.go).
 //   - An upload job moves one standby or named snapshot from local files to central
 //     storage. It is persisted (<data>/jobs/<snapshot id>.json), retried
 //     with backoff while the store is unreachable, resumed after a restart,
