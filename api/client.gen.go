@@ -325,16 +325,31 @@ type ClientInterface interface {
 
 	// RestoreSnapshotWithBody Roll the snapshot's source instance back to the snapshot.
 	//
-	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot and becomes
-	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-	// The body is optional.
+	// The source instance must be `Standby` or `Stopped` (a `Running`
+	// one is 409 `invalid_state`: stand it by or stop it first); it
+	// resumes from this snapshot and becomes `Running`. The body is
+	// optional. A snapshot whose source instance was deleted is 409
+	// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 	//
-	// Limitation: only the instance's own standby snapshot restores it
-	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-	// instance back to a named snapshot is not supported yet: 409
-	// `invalid_state` naming the limitation; fork the named snapshot
-	// instead (`POST /v1/snapshots/{id}/fork`).
+	// The instance's own standby snapshot restores it as
+	// `POST /v1/instances/{id}/restore` does (host choice likewise).
+	//
+	// A named snapshot rolls the instance back: kind `standby` resumes
+	// the memory and device state of snapshot time (the same boot, what
+	// the guest did since is gone), kind `stopped` boots it afresh.
+	//
+	// - A `Standby` instance whose standby snapshot is not `central` yet
+	//   is refused with 409 `invalid_state`: the rollback would drop a
+	//   parked VM that exists only on its host. Wait until the standby
+	//   snapshot is `central` (its `state`), then roll back.
+	// - The rollback runs on the instance's host (a `host` naming another
+	//   one is 409 `invalid_state`); an instance that no host holds any
+	//   more (its standby snapshot is only central) goes where a restore
+	//   would. The host reads the snapshot's local files if it holds
+	//   them, else downloads it (host cache first).
+	// - On success the replaced standby snapshot is deleted, bucket copy
+	//   included, as the next standby would delete it; the named snapshot
+	//   stays.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -343,16 +358,31 @@ type ClientInterface interface {
 
 	// RestoreSnapshot Roll the snapshot's source instance back to the snapshot.
 	//
-	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot and becomes
-	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-	// The body is optional.
+	// The source instance must be `Standby` or `Stopped` (a `Running`
+	// one is 409 `invalid_state`: stand it by or stop it first); it
+	// resumes from this snapshot and becomes `Running`. The body is
+	// optional. A snapshot whose source instance was deleted is 409
+	// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 	//
-	// Limitation: only the instance's own standby snapshot restores it
-	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-	// instance back to a named snapshot is not supported yet: 409
-	// `invalid_state` naming the limitation; fork the named snapshot
-	// instead (`POST /v1/snapshots/{id}/fork`).
+	// The instance's own standby snapshot restores it as
+	// `POST /v1/instances/{id}/restore` does (host choice likewise).
+	//
+	// A named snapshot rolls the instance back: kind `standby` resumes
+	// the memory and device state of snapshot time (the same boot, what
+	// the guest did since is gone), kind `stopped` boots it afresh.
+	//
+	// - A `Standby` instance whose standby snapshot is not `central` yet
+	//   is refused with 409 `invalid_state`: the rollback would drop a
+	//   parked VM that exists only on its host. Wait until the standby
+	//   snapshot is `central` (its `state`), then roll back.
+	// - The rollback runs on the instance's host (a `host` naming another
+	//   one is 409 `invalid_state`); an instance that no host holds any
+	//   more (its standby snapshot is only central) goes where a restore
+	//   would. The host reads the snapshot's local files if it holds
+	//   them, else downloads it (host cache first).
+	// - On success the replaced standby snapshot is deleted, bucket copy
+	//   included, as the next standby would delete it; the named snapshot
+	//   stays.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -813,16 +843,31 @@ func (c *Client) ForkSnapshot(ctx context.Context, id SnapshotID, body ForkSnaps
 
 // RestoreSnapshotWithBody Roll the snapshot's source instance back to the snapshot.
 //
-// The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot and becomes
-// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-// The body is optional.
+// The source instance must be `Standby` or `Stopped` (a `Running`
+// one is 409 `invalid_state`: stand it by or stop it first); it
+// resumes from this snapshot and becomes `Running`. The body is
+// optional. A snapshot whose source instance was deleted is 409
+// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 //
-// Limitation: only the instance's own standby snapshot restores it
-// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-// instance back to a named snapshot is not supported yet: 409
-// `invalid_state` naming the limitation; fork the named snapshot
-// instead (`POST /v1/snapshots/{id}/fork`).
+// The instance's own standby snapshot restores it as
+// `POST /v1/instances/{id}/restore` does (host choice likewise).
+//
+// A named snapshot rolls the instance back: kind `standby` resumes
+// the memory and device state of snapshot time (the same boot, what
+// the guest did since is gone), kind `stopped` boots it afresh.
+//
+//   - A `Standby` instance whose standby snapshot is not `central` yet
+//     is refused with 409 `invalid_state`: the rollback would drop a
+//     parked VM that exists only on its host. Wait until the standby
+//     snapshot is `central` (its `state`), then roll back.
+//   - The rollback runs on the instance's host (a `host` naming another
+//     one is 409 `invalid_state`); an instance that no host holds any
+//     more (its standby snapshot is only central) goes where a restore
+//     would. The host reads the snapshot's local files if it holds
+//     them, else downloads it (host cache first).
+//   - On success the replaced standby snapshot is deleted, bucket copy
+//     included, as the next standby would delete it; the named snapshot
+//     stays.
 //
 // Takes any type of body and a specified content type.
 //
@@ -841,16 +886,31 @@ func (c *Client) RestoreSnapshotWithBody(ctx context.Context, id SnapshotID, con
 
 // RestoreSnapshot Roll the snapshot's source instance back to the snapshot.
 //
-// The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot and becomes
-// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-// The body is optional.
+// The source instance must be `Standby` or `Stopped` (a `Running`
+// one is 409 `invalid_state`: stand it by or stop it first); it
+// resumes from this snapshot and becomes `Running`. The body is
+// optional. A snapshot whose source instance was deleted is 409
+// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 //
-// Limitation: only the instance's own standby snapshot restores it
-// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-// instance back to a named snapshot is not supported yet: 409
-// `invalid_state` naming the limitation; fork the named snapshot
-// instead (`POST /v1/snapshots/{id}/fork`).
+// The instance's own standby snapshot restores it as
+// `POST /v1/instances/{id}/restore` does (host choice likewise).
+//
+// A named snapshot rolls the instance back: kind `standby` resumes
+// the memory and device state of snapshot time (the same boot, what
+// the guest did since is gone), kind `stopped` boots it afresh.
+//
+//   - A `Standby` instance whose standby snapshot is not `central` yet
+//     is refused with 409 `invalid_state`: the rollback would drop a
+//     parked VM that exists only on its host. Wait until the standby
+//     snapshot is `central` (its `state`), then roll back.
+//   - The rollback runs on the instance's host (a `host` naming another
+//     one is 409 `invalid_state`); an instance that no host holds any
+//     more (its standby snapshot is only central) goes where a restore
+//     would. The host reads the snapshot's local files if it holds
+//     them, else downloads it (host cache first).
+//   - On success the replaced standby snapshot is deleted, bucket copy
+//     included, as the next standby would delete it; the named snapshot
+//     stays.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1874,16 +1934,31 @@ type ClientWithResponsesInterface interface {
 
 	// RestoreSnapshotWithBodyWithResponse Roll the snapshot's source instance back to the snapshot.
 	//
-	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot and becomes
-	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-	// The body is optional.
+	// The source instance must be `Standby` or `Stopped` (a `Running`
+	// one is 409 `invalid_state`: stand it by or stop it first); it
+	// resumes from this snapshot and becomes `Running`. The body is
+	// optional. A snapshot whose source instance was deleted is 409
+	// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 	//
-	// Limitation: only the instance's own standby snapshot restores it
-	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-	// instance back to a named snapshot is not supported yet: 409
-	// `invalid_state` naming the limitation; fork the named snapshot
-	// instead (`POST /v1/snapshots/{id}/fork`).
+	// The instance's own standby snapshot restores it as
+	// `POST /v1/instances/{id}/restore` does (host choice likewise).
+	//
+	// A named snapshot rolls the instance back: kind `standby` resumes
+	// the memory and device state of snapshot time (the same boot, what
+	// the guest did since is gone), kind `stopped` boots it afresh.
+	//
+	// - A `Standby` instance whose standby snapshot is not `central` yet
+	//   is refused with 409 `invalid_state`: the rollback would drop a
+	//   parked VM that exists only on its host. Wait until the standby
+	//   snapshot is `central` (its `state`), then roll back.
+	// - The rollback runs on the instance's host (a `host` naming another
+	//   one is 409 `invalid_state`); an instance that no host holds any
+	//   more (its standby snapshot is only central) goes where a restore
+	//   would. The host reads the snapshot's local files if it holds
+	//   them, else downloads it (host cache first).
+	// - On success the replaced standby snapshot is deleted, bucket copy
+	//   included, as the next standby would delete it; the named snapshot
+	//   stays.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -1892,16 +1967,31 @@ type ClientWithResponsesInterface interface {
 
 	// RestoreSnapshotWithResponse Roll the snapshot's source instance back to the snapshot.
 	//
-	// The source instance must be `Standby` or `Stopped` (409
-	// `invalid_state`); it resumes from this snapshot and becomes
-	// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-	// The body is optional.
+	// The source instance must be `Standby` or `Stopped` (a `Running`
+	// one is 409 `invalid_state`: stand it by or stop it first); it
+	// resumes from this snapshot and becomes `Running`. The body is
+	// optional. A snapshot whose source instance was deleted is 409
+	// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 	//
-	// Limitation: only the instance's own standby snapshot restores it
-	// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-	// instance back to a named snapshot is not supported yet: 409
-	// `invalid_state` naming the limitation; fork the named snapshot
-	// instead (`POST /v1/snapshots/{id}/fork`).
+	// The instance's own standby snapshot restores it as
+	// `POST /v1/instances/{id}/restore` does (host choice likewise).
+	//
+	// A named snapshot rolls the instance back: kind `standby` resumes
+	// the memory and device state of snapshot time (the same boot, what
+	// the guest did since is gone), kind `stopped` boots it afresh.
+	//
+	// - A `Standby` instance whose standby snapshot is not `central` yet
+	//   is refused with 409 `invalid_state`: the rollback would drop a
+	//   parked VM that exists only on its host. Wait until the standby
+	//   snapshot is `central` (its `state`), then roll back.
+	// - The rollback runs on the instance's host (a `host` naming another
+	//   one is 409 `invalid_state`); an instance that no host holds any
+	//   more (its standby snapshot is only central) goes where a restore
+	//   would. The host reads the snapshot's local files if it holds
+	//   them, else downloads it (host cache first).
+	// - On success the replaced standby snapshot is deleted, bucket copy
+	//   included, as the next standby would delete it; the named snapshot
+	//   stays.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -3376,16 +3466,31 @@ func (c *ClientWithResponses) ForkSnapshotWithResponse(ctx context.Context, id S
 
 // RestoreSnapshotWithBodyWithResponse Roll the snapshot's source instance back to the snapshot.
 //
-// The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot and becomes
-// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-// The body is optional.
+// The source instance must be `Standby` or `Stopped` (a `Running`
+// one is 409 `invalid_state`: stand it by or stop it first); it
+// resumes from this snapshot and becomes `Running`. The body is
+// optional. A snapshot whose source instance was deleted is 409
+// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 //
-// Limitation: only the instance's own standby snapshot restores it
-// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-// instance back to a named snapshot is not supported yet: 409
-// `invalid_state` naming the limitation; fork the named snapshot
-// instead (`POST /v1/snapshots/{id}/fork`).
+// The instance's own standby snapshot restores it as
+// `POST /v1/instances/{id}/restore` does (host choice likewise).
+//
+// A named snapshot rolls the instance back: kind `standby` resumes
+// the memory and device state of snapshot time (the same boot, what
+// the guest did since is gone), kind `stopped` boots it afresh.
+//
+//   - A `Standby` instance whose standby snapshot is not `central` yet
+//     is refused with 409 `invalid_state`: the rollback would drop a
+//     parked VM that exists only on its host. Wait until the standby
+//     snapshot is `central` (its `state`), then roll back.
+//   - The rollback runs on the instance's host (a `host` naming another
+//     one is 409 `invalid_state`); an instance that no host holds any
+//     more (its standby snapshot is only central) goes where a restore
+//     would. The host reads the snapshot's local files if it holds
+//     them, else downloads it (host cache first).
+//   - On success the replaced standby snapshot is deleted, bucket copy
+//     included, as the next standby would delete it; the named snapshot
+//     stays.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -3400,16 +3505,31 @@ func (c *ClientWithResponses) RestoreSnapshotWithBodyWithResponse(ctx context.Co
 
 // RestoreSnapshotWithResponse Roll the snapshot's source instance back to the snapshot.
 //
-// The source instance must be `Standby` or `Stopped` (409
-// `invalid_state`); it resumes from this snapshot and becomes
-// `Running`. Host choice as for `POST /v1/instances/{id}/restore`.
-// The body is optional.
+// The source instance must be `Standby` or `Stopped` (a `Running`
+// one is 409 `invalid_state`: stand it by or stop it first); it
+// resumes from this snapshot and becomes `Running`. The body is
+// optional. A snapshot whose source instance was deleted is 409
+// `invalid_state`: fork it instead (`POST /v1/snapshots/{id}/fork`).
 //
-// Limitation: only the instance's own standby snapshot restores it
-// (the same as `POST /v1/instances/{id}/restore`). Rolling an
-// instance back to a named snapshot is not supported yet: 409
-// `invalid_state` naming the limitation; fork the named snapshot
-// instead (`POST /v1/snapshots/{id}/fork`).
+// The instance's own standby snapshot restores it as
+// `POST /v1/instances/{id}/restore` does (host choice likewise).
+//
+// A named snapshot rolls the instance back: kind `standby` resumes
+// the memory and device state of snapshot time (the same boot, what
+// the guest did since is gone), kind `stopped` boots it afresh.
+//
+//   - A `Standby` instance whose standby snapshot is not `central` yet
+//     is refused with 409 `invalid_state`: the rollback would drop a
+//     parked VM that exists only on its host. Wait until the standby
+//     snapshot is `central` (its `state`), then roll back.
+//   - The rollback runs on the instance's host (a `host` naming another
+//     one is 409 `invalid_state`); an instance that no host holds any
+//     more (its standby snapshot is only central) goes where a restore
+//     would. The host reads the snapshot's local files if it holds
+//     them, else downloads it (host cache first).
+//   - On success the replaced standby snapshot is deleted, bucket copy
+//     included, as the next standby would delete it; the named snapshot
+//     stays.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //

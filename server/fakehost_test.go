@@ -48,6 +48,7 @@ type fakeHost struct {
 	fail        map[string]error // by method name: returned once
 	unreachable bool
 	central     func(id string) bool // is the snapshot committed (shared "bucket")
+	rollbacks   int                  // restores that rolled an instance back to a named snapshot
 }
 
 var _ server.HostClient = (*fakeHost)(nil)
@@ -207,7 +208,18 @@ func (f *fakeHost) Restore(_ context.Context, id string, req hostapi.RestoreRequ
 		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "instance %s is Running", id)
 	}
 	if ok && in.State == api.InstanceStateStandby && in.SnapshotId != nil && *in.SnapshotId != req.SnapshotId {
-		return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "instance %s: its standby snapshot here is %s, not %s", id, *in.SnapshotId, req.SnapshotId)
+		if !f.tookNamedLocked(req.SnapshotId) {
+			return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "instance %s: its standby snapshot here is %s, not %s", id, *in.SnapshotId, req.SnapshotId)
+		}
+		// A rollback (manager.Rollback): never over a standby snapshot
+		// that is not central; its files, if kept, go.
+		if f.central == nil || !f.central(*in.SnapshotId) {
+			return api.Instance{}, api.NewError(api.ErrorCodeInvalidState, "roll back instance %s: its standby snapshot %s is not central", id, *in.SnapshotId)
+		}
+		delete(f.snapshots, *in.SnapshotId)
+		f.rollbacks++
+	} else if ok && in.State == api.InstanceStateStopped && f.tookNamedLocked(req.SnapshotId) {
+		f.rollbacks++
 	}
 	if !ok {
 		in = f.newInstance(id, req.Spec, api.InstanceStateRunning)
@@ -222,6 +234,16 @@ func (f *fakeHost) Restore(_ context.Context, id string, req hostapi.RestoreRequ
 	in.SnapshotId, in.Storage, in.Job = nil, nil, nil
 	in.Host = ptr(f.id)
 	return *in, nil
+}
+
+// tookNamedLocked reports whether this host took named snapshot sid.
+func (f *fakeHost) tookNamedLocked(sid string) bool {
+	for _, r := range f.snapReqs {
+		if r.SnapshotId == sid {
+			return true
+		}
+	}
+	return false
 }
 
 func (f *fakeHost) CreateSnapshot(_ context.Context, id string, req hostapi.SnapshotRequest) (api.Snapshot, error) {

@@ -8,14 +8,16 @@ import (
 	"github.com/hangar-vm/hangar/api"
 )
 
-// TestRefusedUpFront: what hosts cannot do is refused by the server with
-// 409 invalid_state and a message that says why, before any host is
-// called and without a change: a named snapshot of kind standby of a
-// Standby instance (a host snapshots a running guest; the standby
-// snapshot holds the parked memory already), and rolling an instance back
-// to a named snapshot (hosts restore an instance from its own standby
-// snapshot only). A stopped snapshot of a Standby instance, and a restore
-// through the instance's own standby snapshot, still work.
+// TestRefusedUpFront: what hosts cannot do, or must not, is refused by
+// the server with 409 invalid_state and a message that says why, before
+// any host is called and without a change: a named snapshot of kind
+// standby of a Standby instance (a host snapshots a running guest; the
+// standby snapshot holds the parked memory already), and rolling an
+// instance back to a named snapshot while its standby snapshot is not
+// central (the rollback would drop a parked VM that exists only on its
+// host; rollback_test.go has the rollback itself). A stopped snapshot of
+// a Standby instance, and a restore through the instance's own standby
+// snapshot, still work.
 func TestRefusedUpFront(t *testing.T) {
 	e := newEnv(t, testConfig(t))
 	ctx := context.Background()
@@ -44,7 +46,7 @@ func TestRefusedUpFront(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refused("roll back to a named snapshot", rb.StatusCode(), rb.Body, rb.JSON409, "not supported yet")
+	refused("roll back over a standby snapshot not central", rb.StatusCode(), rb.Body, rb.JSON409, "would drop a parked VM")
 	if after := e.state(); after != before {
 		t.Errorf("refused requests changed the state:\n before %s\n after  %s", before, after)
 	}

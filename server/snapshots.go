@@ -280,20 +280,71 @@ func (h *handlers) RestoreSnapshot(ctx context.Context, req api.RestoreSnapshotR
 		s.mu.Unlock()
 		return nil, invalidState("roll back", r, api.InstanceStateStandby, api.InstanceStateStopped)
 	}
-	if req.Id != r.standbySnap {
-		// Hosts restore an instance from its own standby snapshot only;
-		// rolling it back to another snapshot (a named one) is not
-		// implemented there yet (openapi.yaml, restoreSnapshot).
-		s.mu.Unlock()
-		return nil, api.NewError(api.ErrorCodeInvalidState,
-			"cannot roll instance %s back to snapshot %s: rolling an instance back to a named snapshot is not supported yet, only its own standby snapshot (%s) restores it; fork the snapshot instead (POST /v1/snapshots/%s/fork)",
-			r.inst.Id, req.Id, orNone(r.standbySnap), req.Id)
+	if req.Id == r.standbySnap {
+		inst, err := s.resumeLocked(ctx, r, sr, host, opRestore)
+		if err != nil {
+			return nil, err
+		}
+		return api.RestoreSnapshot200JSONResponse(inst), nil
 	}
-	inst, err := s.resumeLocked(ctx, r, sr, host, opRestore)
+	inst, err := s.rollbackLocked(ctx, r, sr, host)
 	if err != nil {
 		return nil, err
 	}
 	return api.RestoreSnapshot200JSONResponse(inst), nil
+}
+
+// rollbackLocked rolls instance r (Standby or Stopped, checked by the
+// caller) back to sr, one of its snapshots other than its standby
+// snapshot, and unlocks s.mu (openapi.yaml, restoreSnapshot):
+//
+//   - a Standby instance whose standby snapshot is not central yet is
+//     refused (409 invalid_state): the host would drop a parked VM that
+//     exists nowhere else;
+//   - an instance on a host is rolled back there (its record is there; a
+//     host asked for is that one or refused), an instance no host holds
+//     goes where a restore would;
+//   - on success the replaced standby snapshot, if any, is deleted as the
+//     next standby would delete it (dropReplaced): the instance's state
+//     is the rolled-back one now, and the catalog keeps one standby
+//     snapshot per instance, the one a recovery resumes.
+func (s *Server) rollbackLocked(ctx context.Context, r *instanceRec, sr *snapshotRec, host string) (api.Instance, error) {
+	previous := r.standbySnap
+	if r.inst.State == api.InstanceStateStandby {
+		sby := s.snapshots[previous]
+		if sby == nil || sby.snap.State != api.SnapshotStateCentral {
+			state := "unknown"
+			if sby != nil {
+				state = string(sby.snap.State)
+			}
+			s.mu.Unlock()
+			return api.Instance{}, api.NewError(api.ErrorCodeInvalidState,
+				"cannot roll instance %s back to snapshot %s yet: its standby snapshot %s is %s, not central, and rolling back would drop a parked VM that exists only on its host; wait until it is central (or restore the instance, then stand it by or stop it)",
+				r.inst.Id, sr.snap.Id, orNone(previous), state)
+		}
+	}
+	if r.inst.Host != nil {
+		if host != "" && host != *r.inst.Host {
+			s.mu.Unlock()
+			return api.Instance{}, api.NewError(api.ErrorCodeInvalidState,
+				"instance %s is on host %s: a rollback runs there, not on %s", r.inst.Id, *r.inst.Host, host)
+		}
+		host = *r.inst.Host
+	}
+	inst, err := s.resumeLocked(ctx, r, sr, host, opRestore)
+	if err != nil {
+		return api.Instance{}, err
+	}
+	s.mu.Lock()
+	dropped := ""
+	if r.standbySnap == previous {
+		r.standbySnap, dropped = "", previous
+	}
+	s.mu.Unlock()
+	if dropped != "" {
+		s.dropReplaced(dropped)
+	}
+	return inst, nil
 }
 
 // orNone is s, or "none" when empty, for messages.
