@@ -158,7 +158,14 @@ func killLeftovers(root string) {
 // and kills it, so a leaked QEMU or daemon cannot go unnoticed.
 func TestLeftovers(t *testing.T) {
 	dir := t.TempDir()
-	p, err := startProc("sleeper", filepath.Join(dir, "sleeper.log"), nil, "/bin/sh", "-c", "sleep 60; echo "+dir)
+	// One process whose command line names dir and that never forks: a
+	// shell running "sleep; echo" would fork, and for a moment its child
+	// shows the shell's command line too (two leftovers, a flaky count).
+	watched := filepath.Join(dir, "watched")
+	if err := os.WriteFile(watched, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProc("sleeper", filepath.Join(dir, "sleeper.log"), nil, "tail", "-f", watched)
 	if err != nil {
 		t.Fatal(err)
 	}
