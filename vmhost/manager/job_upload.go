@@ -23,6 +23,10 @@ type jobRun struct {
 	done     chan struct{} // closed when the job's goroutine has ended
 	start    time.Time
 	lastSave time.Time
+	// committed is set, under Manager.mu, when the manifest is committed:
+	// from then on the snapshot reads central, and Jobs no longer lists
+	// the job even though its goroutine is still winding down.
+	committed bool
 }
 
 // vmRecord is what a manifest records about the VM (Manifest.VM): enough
@@ -285,6 +289,7 @@ func (m *Manager) committed(jr *jobRun, man *snapshot.Manifest) {
 	m.met.uploaded(Progress{Raw: t.Raw, NonZero: t.NonZero, Compressed: t.Compressed, Uploaded: t.NewStored, Deduplicated: t.Compressed - t.NewStored})
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	jr.committed = true
 	j := jr.job
 	if j.role() == RoleNamed {
 		m.namedCommittedLocked(jr, man)

@@ -257,6 +257,9 @@ func (m *Manager) Jobs(_ context.Context) ([]Job, error) {
 	defer m.mu.Unlock()
 	out := make([]Job, 0, len(m.jobs))
 	for _, jr := range m.jobs {
+		if jr.committed {
+			continue // over: its snapshot already reads central
+		}
 		out = append(out, *jr.job)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
