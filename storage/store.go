@@ -20,6 +20,9 @@ var (
 	ErrCorrupt = errors.New("corrupt data")
 	// ErrInvalidKey: the key is not a valid object key (see ValidateKey).
 	ErrInvalidKey = errors.New("invalid key")
+	// ErrInvalidRange: a Get asked for bytes outside an existing object (a
+	// negative offset, or a range that starts or ends past its end).
+	ErrInvalidRange = errors.New("invalid range")
 )
 
 // ObjectInfo describes one stored object.
@@ -35,9 +38,10 @@ type Getter interface {
 	// length < 0 means up to the end of the object. A missing key is
 	// ErrNotFound (reported by Get itself, not by the first Read). A range
 	// past the end of the object (offset > size, offset+length > size) or a
-	// negative offset is an error, reported by Get or at the latest by the
-	// reader before io.EOF, never a short object; offset == size yields no
-	// bytes. The caller closes the reader.
+	// negative offset is an error wrapping ErrInvalidRange (which is never
+	// retried), reported by Get or at the latest by the reader before
+	// io.EOF, never a short object; offset == size yields no bytes. The
+	// caller closes the reader.
 	// Get may be retried.
 	Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error)
 }

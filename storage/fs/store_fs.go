@@ -78,7 +78,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	}
 	if offset < 0 || offset > size || end > size || end < offset {
 		f.Close()
-		return nil, fmt.Errorf("get %s: range offset %d length %d outside object of %d bytes", key, offset, length, size)
+		return nil, fmt.Errorf("get %s: %w: offset %d length %d outside object of %d bytes", key, storage.ErrInvalidRange, offset, length, size)
 	}
 	// The open file keeps the version that was current at Open: a
 	// concurrent Put renames a new inode over the name, it does not edit

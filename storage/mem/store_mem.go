@@ -50,7 +50,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		end = offset + length
 	}
 	if offset < 0 || offset > size || end > size || end < offset {
-		return nil, fmt.Errorf("get %s: range offset %d length %d outside object of %d bytes", key, offset, length, size)
+		return nil, fmt.Errorf("get %s: %w: offset %d length %d outside object of %d bytes", key, storage.ErrInvalidRange, offset, length, size)
 	}
 	return io.NopCloser(bytes.NewReader(obj.data[offset:end])), nil
 }

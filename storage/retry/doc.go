@@ -6,7 +6,8 @@
 // measured and every retry counted through Config.OnRetry).
 //
 // One function, isRetriable, decides what is retried: never the storage
-// sentinels (ErrNotFound, ErrAlreadyExists, ErrCorrupt, ErrInvalidKey),
+// sentinels (ErrNotFound, ErrAlreadyExists, ErrCorrupt, ErrInvalidKey,
+// ErrInvalidRange),
 // never anything once the caller's context is done, never a
 // context.Canceled; everything else is assumed transient.
 //

@@ -47,6 +47,7 @@ func isRetriable(ctx context.Context, err error) bool {
 		errors.Is(err, storage.ErrAlreadyExists),
 		errors.Is(err, storage.ErrCorrupt),
 		errors.Is(err, storage.ErrInvalidKey),
+		errors.Is(err, storage.ErrInvalidRange),
 		errors.Is(err, context.Canceled):
 		return false
 	}

@@ -129,7 +129,7 @@ func TestBudgetElapsed(t *testing.T) {
 }
 
 func TestNeverRetriesSentinels(t *testing.T) {
-	for _, sentinel := range []error{storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrCorrupt, storage.ErrInvalidKey, context.Canceled} {
+	for _, sentinel := range []error{storage.ErrNotFound, storage.ErrAlreadyExists, storage.ErrCorrupt, storage.ErrInvalidKey, storage.ErrInvalidRange, context.Canceled} {
 		f := faulty.New(mem.New())
 		f.AddFault(faulty.OpGet, faulty.Fault{Times: -1, Err: fmt.Errorf("backend says: %w", sentinel)})
 		s := newRetry(t, f, fastConfig())

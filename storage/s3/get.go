@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/hangar-vm/hangar/storage"
 )
 
 // Get implements storage.Getter. It uses minio-go's Core.GetObject, which
@@ -20,7 +22,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	if offset < 0 {
-		return nil, fmt.Errorf("get %s: negative offset %d", key, offset)
+		return nil, fmt.Errorf("get %s: %w: negative offset %d", key, storage.ErrInvalidRange, offset)
 	}
 	if length == 0 {
 		// A range cannot say "no bytes"; check existence and bounds.
@@ -59,7 +61,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		}
 		if offset+length > total {
 			body.Close()
-			return nil, fmt.Errorf("get %s: range %d+%d past end of object (%d bytes)", key, offset, length, total)
+			return nil, fmt.Errorf("get %s: %w: %d+%d past end of object (%d bytes)", key, storage.ErrInvalidRange, offset, length, total)
 		}
 	}
 	return body, nil
@@ -72,7 +74,7 @@ func (s *Store) emptyAt(ctx context.Context, key, name string, offset int64) (io
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	if offset > size {
-		return nil, fmt.Errorf("get %s: offset %d past end of object (%d bytes)", key, offset, size)
+		return nil, fmt.Errorf("get %s: %w: offset %d past end of object (%d bytes)", key, storage.ErrInvalidRange, offset, size)
 	}
 	return io.NopCloser(bytes.NewReader(nil)), nil
 }
@@ -82,7 +84,7 @@ func (s *Store) pastEnd(ctx context.Context, key, name string, offset, length in
 	if err != nil {
 		return fmt.Errorf("get %s: %w", key, err)
 	}
-	return fmt.Errorf("get %s: range %d+%d past end of object (%d bytes)", key, offset, length, size)
+	return fmt.Errorf("get %s: %w: %d+%d past end of object (%d bytes)", key, storage.ErrInvalidRange, offset, length, size)
 }
 
 // contentRangeTotal parses the total size out of "bytes a-b/total".

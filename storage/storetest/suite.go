@@ -216,6 +216,8 @@ func testGetRange(t *testing.T, s storage.Store) {
 			t.Errorf("Get(%q, %d, %d) = %d bytes, nil error; want an error for a range past the end", tc.key, tc.off, tc.length, len(got))
 		} else if errors.Is(err, storage.ErrNotFound) {
 			t.Errorf("Get(%q, %d, %d) = %v; a bad range of an existing object is not ErrNotFound", tc.key, tc.off, tc.length, err)
+		} else if !errors.Is(err, storage.ErrInvalidRange) {
+			t.Errorf("Get(%q, %d, %d) = %v; want an error wrapping ErrInvalidRange", tc.key, tc.off, tc.length, err)
 		}
 	}
 }
