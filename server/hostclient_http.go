@@ -126,177 +126,138 @@ func (h *HTTPHostClient) result(op string, err error, status int, body []byte, w
 // errNoBody is a 2xx answer without the JSON body the spec promises.
 var errNoBody = errors.New("answer without a JSON body")
 
+// Statuses a call accepts: 200 only, or 201 for a creation and 200 for a
+// retried one (the ids are the idempotency keys).
+var (
+	ok200       = []int{200}
+	okCreated   = []int{200, 201}
+	okNoContent = []int{204}
+)
+
+// answer is a generated response's value: the host's error for a status
+// outside ok (result), else the first of bodies that was decoded, else
+// errNoBody. Callers handle the transport error first: a response is nil
+// when there is one.
+func answer[T any](h *HTTPHostClient, op string, status int, raw []byte, ok []int, bodies ...*T) (T, error) {
+	var zero T
+	if err := h.result(op, nil, status, raw, ok...); err != nil {
+		return zero, err
+	}
+	for _, b := range bodies {
+		if b != nil {
+			return *b, nil
+		}
+	}
+	return zero, h.result(op, errNoBody, 0, nil)
+}
+
 func (h *HTTPHostClient) CreateInstance(ctx context.Context, id string, spec hostapi.InstanceSpec) (api.Instance, error) {
-	r, err := h.c.CreateHostInstanceWithResponse(idempotent(ctx), id, spec)
 	op := "create instance " + id
+	r, err := h.c.CreateHostInstanceWithResponse(idempotent(ctx), id, spec)
 	if err != nil {
 		return api.Instance{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200, 201); err != nil {
-		return api.Instance{}, err
-	}
-	switch {
-	case r.JSON201 != nil:
-		return *r.JSON201, nil
-	case r.JSON200 != nil:
-		return *r.JSON200, nil
-	}
-	return api.Instance{}, h.result(op, errNoBody, 0, nil)
+	return answer(h, op, r.StatusCode(), r.Body, okCreated, r.JSON201, r.JSON200)
 }
 
 func (h *HTTPHostClient) GetInstance(ctx context.Context, id string) (api.Instance, error) {
-	r, err := h.c.GetHostInstanceWithResponse(idempotent(ctx), id)
 	op := "get instance " + id
+	r, err := h.c.GetHostInstanceWithResponse(idempotent(ctx), id)
 	if err != nil {
 		return api.Instance{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return api.Instance{}, err
-	}
-	if r.JSON200 == nil {
-		return api.Instance{}, h.result(op, errNoBody, 0, nil)
-	}
-	return *r.JSON200, nil
+	return answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
 }
 
 func (h *HTTPHostClient) ListInstances(ctx context.Context) ([]api.Instance, error) {
-	r, err := h.c.ListHostInstancesWithResponse(idempotent(ctx))
 	op := "list instances"
+	r, err := h.c.ListHostInstancesWithResponse(idempotent(ctx))
 	if err != nil {
 		return nil, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return nil, err
-	}
-	if r.JSON200 == nil {
-		return nil, h.result(op, errNoBody, 0, nil)
-	}
-	return r.JSON200.Items, nil
+	l, err := answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
+	return l.Items, err
 }
 
 func (h *HTTPHostClient) DeleteInstance(ctx context.Context, id string) error {
+	op := "delete instance " + id
 	r, err := h.c.DeleteHostInstanceWithResponse(idempotent(ctx), id)
 	if err != nil {
-		return h.result("delete instance "+id, err, 0, nil)
+		return h.result(op, err, 0, nil)
 	}
-	return h.result("delete instance "+id, nil, r.StatusCode(), r.Body, 204)
+	return h.result(op, nil, r.StatusCode(), r.Body, okNoContent...)
 }
 
 func (h *HTTPHostClient) Standby(ctx context.Context, id string, req hostapi.StandbyRequest) (hostapi.StandbyResponse, error) {
-	r, err := h.c.StandbyHostInstanceWithResponse(idempotent(ctx), id, req)
 	op := "standby instance " + id
+	r, err := h.c.StandbyHostInstanceWithResponse(idempotent(ctx), id, req)
 	if err != nil {
 		return hostapi.StandbyResponse{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return hostapi.StandbyResponse{}, err
-	}
-	if r.JSON200 == nil {
-		return hostapi.StandbyResponse{}, h.result(op, errNoBody, 0, nil)
-	}
-	return *r.JSON200, nil
+	return answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
 }
 
 func (h *HTTPHostClient) Restore(ctx context.Context, id string, req hostapi.RestoreRequest) (api.Instance, error) {
-	r, err := h.c.RestoreHostInstanceWithResponse(idempotent(ctx), id, req)
 	op := "restore instance " + id
+	r, err := h.c.RestoreHostInstanceWithResponse(idempotent(ctx), id, req)
 	if err != nil {
 		return api.Instance{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return api.Instance{}, err
-	}
-	if r.JSON200 == nil {
-		return api.Instance{}, h.result(op, errNoBody, 0, nil)
-	}
-	return *r.JSON200, nil
+	return answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
 }
 
 func (h *HTTPHostClient) CreateSnapshot(ctx context.Context, id string, req hostapi.SnapshotRequest) (api.Snapshot, error) {
-	r, err := h.c.CreateHostSnapshotWithResponse(idempotent(ctx), id, req)
 	op := "snapshot instance " + id
+	r, err := h.c.CreateHostSnapshotWithResponse(idempotent(ctx), id, req)
 	if err != nil {
 		return api.Snapshot{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200, 201); err != nil {
-		return api.Snapshot{}, err
-	}
-	switch {
-	case r.JSON201 != nil:
-		return *r.JSON201, nil
-	case r.JSON200 != nil:
-		return *r.JSON200, nil
-	}
-	return api.Snapshot{}, h.result(op, errNoBody, 0, nil)
+	return answer(h, op, r.StatusCode(), r.Body, okCreated, r.JSON201, r.JSON200)
 }
 
 func (h *HTTPHostClient) GetSnapshot(ctx context.Context, id string) (api.Snapshot, error) {
-	r, err := h.c.GetHostSnapshotWithResponse(idempotent(ctx), id)
 	op := "get snapshot " + id
+	r, err := h.c.GetHostSnapshotWithResponse(idempotent(ctx), id)
 	if err != nil {
 		return api.Snapshot{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return api.Snapshot{}, err
-	}
-	if r.JSON200 == nil {
-		return api.Snapshot{}, h.result(op, errNoBody, 0, nil)
-	}
-	return *r.JSON200, nil
+	return answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
 }
 
 func (h *HTTPHostClient) ListSnapshots(ctx context.Context) ([]api.Snapshot, error) {
-	r, err := h.c.ListHostSnapshotsWithResponse(idempotent(ctx))
 	op := "list snapshots"
+	r, err := h.c.ListHostSnapshotsWithResponse(idempotent(ctx))
 	if err != nil {
 		return nil, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return nil, err
-	}
-	if r.JSON200 == nil {
-		return nil, h.result(op, errNoBody, 0, nil)
-	}
-	return r.JSON200.Items, nil
+	l, err := answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
+	return l.Items, err
 }
 
 func (h *HTTPHostClient) DeleteSnapshot(ctx context.Context, id string) error {
+	op := "delete snapshot " + id
 	r, err := h.c.DeleteHostSnapshotWithResponse(idempotent(ctx), id)
 	if err != nil {
-		return h.result("delete snapshot "+id, err, 0, nil)
+		return h.result(op, err, 0, nil)
 	}
-	return h.result("delete snapshot "+id, nil, r.StatusCode(), r.Body, 204)
+	return h.result(op, nil, r.StatusCode(), r.Body, okNoContent...)
 }
 
 func (h *HTTPHostClient) Fork(ctx context.Context, id string, req hostapi.ForkRequest) (api.Instance, error) {
-	r, err := h.c.ForkHostSnapshotWithResponse(idempotent(ctx), id, req)
 	op := "fork snapshot " + id
+	r, err := h.c.ForkHostSnapshotWithResponse(idempotent(ctx), id, req)
 	if err != nil {
 		return api.Instance{}, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200, 201); err != nil {
-		return api.Instance{}, err
-	}
-	switch {
-	case r.JSON201 != nil:
-		return *r.JSON201, nil
-	case r.JSON200 != nil:
-		return *r.JSON200, nil
-	}
-	return api.Instance{}, h.result(op, errNoBody, 0, nil)
+	return answer(h, op, r.StatusCode(), r.Body, okCreated, r.JSON201, r.JSON200)
 }
 
 func (h *HTTPHostClient) Jobs(ctx context.Context) ([]api.Job, error) {
-	r, err := h.c.ListHostJobsWithResponse(idempotent(ctx))
 	op := "list jobs"
+	r, err := h.c.ListHostJobsWithResponse(idempotent(ctx))
 	if err != nil {
 		return nil, h.result(op, err, 0, nil)
 	}
-	if err := h.result(op, nil, r.StatusCode(), r.Body, 200); err != nil {
-		return nil, err
-	}
-	if r.JSON200 == nil {
-		return nil, h.result(op, errNoBody, 0, nil)
-	}
-	return r.JSON200.Items, nil
+	l, err := answer(h, op, r.StatusCode(), r.Body, ok200, r.JSON200)
+	return l.Items, err
 }
