@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"time"
@@ -149,9 +150,39 @@ func typed[T any](what string, rsp answer, ok *T) (*T, error) {
 // invalid_request, exit code 2, without asking the server.
 func validID(kind, id string) error { return api.ValidateID(kind, id) }
 
+// clientFor is the client of a command whose argument is the id of a kind:
+// the id is checked first (validID), so a bad one fails without a server.
+func (a *app) clientFor(cmd *cobra.Command, kind, id string) (*api.ClientWithResponses, error) {
+	if err := validID(kind, id); err != nil {
+		return nil, err
+	}
+	return a.client(cmd)
+}
+
+// getInstance reads one instance.
+func getInstance(ctx context.Context, cl *api.ClientWithResponses, id string) (*api.Instance, error) {
+	rsp, err := cl.GetInstanceWithResponse(ctx, id)
+	return ok200[api.Instance]("get instance "+id, rsp, err)
+}
+
+// getSnapshot reads one snapshot.
+func getSnapshot(ctx context.Context, cl *api.ClientWithResponses, id string) (*api.Snapshot, error) {
+	rsp, err := cl.GetSnapshotWithResponse(ctx, id)
+	return ok200[api.Snapshot]("get snapshot "+id, rsp, err)
+}
+
 // printJSON writes v as the one JSON document of stdout.
 func (a *app) printJSON(v any) error {
 	enc := json.NewEncoder(a.o.Stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// show prints v as the one JSON document of stdout with --json, else as the
+// table print makes of it.
+func show[T any](a *app, v *T, print func(io.Writer, *T) error) error {
+	if a.json {
+		return a.printJSON(v)
+	}
+	return print(a.o.Stdout, v)
 }

@@ -27,10 +27,7 @@ func (a *app) hostsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(l)
-			}
-			return printHosts(a.o.Stdout, l.Items)
+			return show(a, l, printHosts)
 		}),
 	})
 	return cmd

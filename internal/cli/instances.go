@@ -49,6 +49,23 @@ func (f *compressionFlags) value(cmd *cobra.Command) (*api.Compression, error) {
 	return &c, nil
 }
 
+// given is v when the flag name was given on cmd, else nil: an optional
+// request field the server defaults.
+func given(cmd *cobra.Command, name string, v *string) *string {
+	if cmd.Flags().Changed(name) {
+		return v
+	}
+	return nil
+}
+
+// optional is a filter parameter: nil when s is empty.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
 func (a *app) instancesCommand() *cobra.Command {
 	cmd := group(&cobra.Command{
 		Use:     "instances",
@@ -59,14 +76,6 @@ func (a *app) instancesCommand() *cobra.Command {
 	cmd.AddCommand(a.instancesCreate(), a.instancesList(), a.instancesGet(), a.instancesStandby(),
 		a.instancesRestore(), a.instancesFork(), a.instancesDelete())
 	return cmd
-}
-
-// showInstance prints an instance as a table or as JSON.
-func (a *app) showInstance(i *api.Instance) error {
-	if a.json {
-		return a.printJSON(i)
-	}
-	return printInstance(a.o.Stdout, i)
 }
 
 func (a *app) instancesCreate() *cobra.Command {
@@ -81,9 +90,7 @@ func (a *app) instancesCreate() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			req.Name = args[0]
-			if cmd.Flags().Changed("host") {
-				req.Host = &host
-			}
+			req.Host = given(cmd, "host", &host)
 			c, err := comp.value(cmd)
 			if err != nil {
 				return err
@@ -100,7 +107,7 @@ func (a *app) instancesCreate() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.showInstance(i)
+			return show(a, i, printInstance)
 		}),
 	}
 	cmd.Flags().StringVar(&req.Image, "image", "default", "guest image")
@@ -119,13 +126,7 @@ func (a *app) instancesList() *cobra.Command {
 		Short:   "List instances, newest first",
 		Args:    cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			var p api.ListInstancesParams
-			if name != "" {
-				p.Name = &name
-			}
-			if host != "" {
-				p.Host = &host
-			}
+			p := api.ListInstancesParams{Name: optional(name), Host: optional(host)}
 			if state != "" {
 				s := api.InstanceState(state)
 				if !s.Valid() {
@@ -142,10 +143,7 @@ func (a *app) instancesList() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(l)
-			}
-			return printInstances(a.o.Stdout, l.Items)
+			return show(a, l, printInstances)
 		}),
 	}
 	cmd.Flags().StringVar(&name, "name", "", "only the instance with this name")
@@ -161,19 +159,15 @@ func (a *app) instancesGet() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if err := validID("instance", id); err != nil {
-				return err
-			}
-			cl, err := a.client(cmd)
+			cl, err := a.clientFor(cmd, "instance", id)
 			if err != nil {
 				return err
 			}
-			rsp, err := cl.GetInstanceWithResponse(cmd.Context(), id)
-			i, err := ok200[api.Instance]("get instance "+id, rsp, err)
+			i, err := getInstance(cmd.Context(), cl, id)
 			if err != nil {
 				return err
 			}
-			return a.showInstance(i)
+			return show(a, i, printInstance)
 		}),
 	}
 }
@@ -215,7 +209,7 @@ showing the upload's progress.`,
 					return err
 				}
 			}
-			return a.showInstance(i)
+			return show(a, i, printInstance)
 		}),
 	}
 	comp.add(cmd, "compression of this snapshot (overrides the instance policy and the server default)")
@@ -227,22 +221,15 @@ showing the upload's progress.`,
 // returns the instance as it is then.
 func (a *app) waitStandbyCentral(cmd *cobra.Command, cl *api.ClientWithResponses, w waitFlags, i *api.Instance) (*api.Instance, error) {
 	ctx := cmd.Context()
+	get := func(ctx context.Context) (*api.Instance, error) { return getInstance(ctx, cl, i.Id) }
 	if i.SnapshotId != nil && *i.SnapshotId != "" {
 		if _, err := a.waitCentral(ctx, cl, w, *i.SnapshotId); err != nil {
 			return nil, err
 		}
-		rsp, err := cl.GetInstanceWithResponse(ctx, i.Id)
-		return ok200[api.Instance]("get instance "+i.Id, rsp, err)
+		return get(ctx)
 	}
 	// No snapshot id in the answer: follow the instance's storage instead.
-	var last *api.Instance
-	err := a.poll(ctx, w, "uploading "+i.Id, func(ctx context.Context) (bool, *api.Progress, string, error) {
-		rsp, err := cl.GetInstanceWithResponse(ctx, i.Id)
-		got, err := ok200[api.Instance]("get instance "+i.Id, rsp, err)
-		if err != nil {
-			return false, nil, "", err
-		}
-		last = got
+	return pollGet(a, ctx, w, "uploading "+i.Id, get, func(got *api.Instance) (bool, *api.Progress, string, error) {
 		var p *api.Progress
 		if got.Job != nil {
 			p = got.Job.Progress
@@ -253,126 +240,29 @@ func (a *app) waitStandbyCentral(cmd *cobra.Command, cl *api.ClientWithResponses
 		}
 		return got.Storage != nil && *got.Storage == api.SnapshotStateCentral, p, "storage " + st, nil
 	})
-	return last, err
 }
 
 func (a *app) instancesRestore() *cobra.Command {
-	var (
-		host string
-		w    waitFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "restore ID",
-		Short: "Resume a standby instance, on its host or any other",
-		Args:  cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := validID("instance", id); err != nil {
-				return err
-			}
-			var req api.RestoreRequest
-			if cmd.Flags().Changed("host") {
-				req.Host = &host
-			}
-			cl, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rsp, err := cl.RestoreInstanceWithResponse(cmd.Context(), id, req)
-			i, err := ok200[api.Instance]("restore instance "+id, rsp, err)
-			if err != nil {
-				return err
-			}
-			if w.wait {
-				if i, err = a.waitInstance(cmd.Context(), cl, w, "restoring "+id, id); err != nil {
-					return err
-				}
-			}
-			return a.showInstance(i)
-		}),
-	}
-	cmd.Flags().StringVar(&host, "host", "", "host id to restore on (default: the server prefers the host holding the files)")
-	w.add(cmd, "the instance runs again (download and resume)")
-	return cmd
+	return a.restoreCommand("instance", "Resume a standby instance, on its host or any other",
+		"host id to restore on (default: the server prefers the host holding the files)",
+		func(ctx context.Context, cl *api.ClientWithResponses, id string, req api.RestoreRequest) (*api.Instance, error) {
+			rsp, err := cl.RestoreInstanceWithResponse(ctx, id, req)
+			return ok200[api.Instance]("restore instance "+id, rsp, err)
+		})
 }
 
 func (a *app) instancesFork() *cobra.Command {
-	var (
-		req  api.ForkRequest
-		host string
-		w    waitFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "fork ID --name NAME",
-		Short: "Start a new instance from a standby instance's memory",
-		Args:  cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := validID("instance", id); err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("host") {
-				req.Host = &host
-			}
-			cl, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rsp, err := cl.ForkInstanceWithResponse(cmd.Context(), id, req)
-			i, err := ok201[api.Instance]("fork instance "+id, rsp, err)
-			if err != nil {
-				return err
-			}
-			if w.wait {
-				if i, err = a.waitInstance(cmd.Context(), cl, w, "forking "+id, i.Id); err != nil {
-					return err
-				}
-			}
-			return a.showInstance(i)
-		}),
-	}
-	cmd.Flags().StringVar(&req.Name, "name", "", "name of the new instance (required)")
-	_ = cmd.MarkFlagRequired("name")
-	cmd.Flags().StringVar(&host, "host", "", "host id to start the fork on")
-	w.add(cmd, "the fork runs")
-	return cmd
-}
-
-// deleted is the --json document of a delete (the API answers 204 with no
-// body).
-type deleted struct {
-	ID      string `json:"id"`
-	Deleted bool   `json:"deleted"`
+	return a.forkCommand("instance", "Start a new instance from a standby instance's memory", "the fork runs",
+		func(ctx context.Context, cl *api.ClientWithResponses, id string, req api.ForkRequest) (*api.Instance, error) {
+			rsp, err := cl.ForkInstanceWithResponse(ctx, id, req)
+			return ok201[api.Instance]("fork instance "+id, rsp, err)
+		})
 }
 
 func (a *app) instancesDelete() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete ID",
-		Aliases: []string{"rm"},
-		Short:   "Delete an instance and its standby snapshot",
-		Args:    cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := validID("instance", id); err != nil {
-				return err
-			}
-			cl, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rsp, err := cl.DeleteInstanceWithResponse(cmd.Context(), id)
-			if err := ok204("delete instance "+id, rsp, err); err != nil {
-				return err
-			}
-			return a.showDeleted("instance", id)
-		}),
-	}
-}
-
-func (a *app) showDeleted(kind, id string) error {
-	if a.json {
-		return a.printJSON(deleted{ID: id, Deleted: true})
-	}
-	_, err := fmt.Fprintf(a.o.Stdout, "deleted %s %s\n", kind, id)
-	return err
+	return a.deleteCommand("instance", "Delete an instance and its standby snapshot",
+		func(ctx context.Context, cl *api.ClientWithResponses, id string) error {
+			rsp, err := cl.DeleteInstanceWithResponse(ctx, id)
+			return ok204("delete instance "+id, rsp, err)
+		})
 }

@@ -60,9 +60,9 @@ func progressOf(p *api.Progress) string {
 	return strconv.Itoa(int(p.Done*100)) + "%"
 }
 
-func printInstances(w io.Writer, items []api.Instance) error {
+func printInstances(w io.Writer, l *api.InstanceList) error {
 	t := newTable(w, "ID", "NAME", "STATE", "STORAGE", "HOST", "MEMORY", "VCPUS", "CREATED")
-	for _, i := range items {
+	for _, i := range l.Items {
 		t.row(i.Id, i.Name, string(i.State), storageOf(i.Storage), str(i.Host),
 			humanize.IBytes(uint64(max(i.MemoryMib, 0))<<20), strconv.Itoa(int(i.Vcpus)), ago(i.CreatedAt))
 	}
@@ -118,9 +118,9 @@ func appliedText(c *api.AppliedCompression) string {
 	return fmt.Sprintf("%s:%d", c.Algorithm, c.Level)
 }
 
-func printSnapshots(w io.Writer, items []api.Snapshot) error {
+func printSnapshots(w io.Writer, l *api.SnapshotList) error {
 	t := newTable(w, "ID", "NAME", "INSTANCE", "KIND", "STATE", "PROGRESS", "COMPRESSION", "RAW", "NON-ZERO", "COMPRESSED", "NEW", "CREATED")
-	for _, s := range items {
+	for _, s := range l.Items {
 		raw := s.RawBytes
 		t.row(s.Id, s.Name, s.InstanceId, string(s.Kind), string(s.State), progressOf(s.Progress), appliedText(s.Compression),
 			bytesOf(&raw), bytesOf(s.NonZeroBytes), bytesOf(s.CompressedBytes), bytesOf(s.NewStoredBytes), ago(s.CreatedAt))
@@ -159,9 +159,9 @@ func printSnapshot(w io.Writer, s *api.Snapshot) error {
 	return t.flush()
 }
 
-func printHosts(w io.Writer, items []api.Host) error {
+func printHosts(w io.Writer, l *api.HostList) error {
 	t := newTable(w, "ID", "STATE", "ADDRESS", "MEMORY FREE/TOTAL", "VCPUS FREE/TOTAL", "INSTANCES", "CACHE", "LAST HEARTBEAT")
-	for _, h := range items {
+	for _, h := range l.Items {
 		hb := "-"
 		if h.LastHeartbeat != nil {
 			hb = ago(*h.LastHeartbeat)

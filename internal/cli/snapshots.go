@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"github.com/hangar-vm/hangar/api"
@@ -16,13 +18,6 @@ func (a *app) snapshotsCommand() *cobra.Command {
 	cmd.AddCommand(a.snapshotsCreate(), a.snapshotsList(), a.snapshotsGet(), a.snapshotsFork(),
 		a.snapshotsRestore(), a.snapshotsDelete())
 	return cmd
-}
-
-func (a *app) showSnapshot(s *api.Snapshot) error {
-	if a.json {
-		return a.printJSON(s)
-	}
-	return printSnapshot(a.o.Stdout, s)
 }
 
 func (a *app) snapshotsCreate() *cobra.Command {
@@ -64,7 +59,7 @@ func (a *app) snapshotsCreate() *cobra.Command {
 					return err
 				}
 			}
-			return a.showSnapshot(s)
+			return show(a, s, printSnapshot)
 		}),
 	}
 	cmd.Flags().StringVar(&req.Name, "name", "", "name of the snapshot (required)")
@@ -83,10 +78,7 @@ func (a *app) snapshotsList() *cobra.Command {
 		Short:   "List snapshots, newest first",
 		Args:    cobra.NoArgs,
 		RunE: run(func(cmd *cobra.Command, _ []string) error {
-			var p api.ListSnapshotsParams
-			if instance != "" {
-				p.Instance = &instance
-			}
+			p := api.ListSnapshotsParams{Instance: optional(instance)}
 			if state != "" {
 				s := api.SnapshotState(state)
 				if !s.Valid() {
@@ -103,10 +95,7 @@ func (a *app) snapshotsList() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.json {
-				return a.printJSON(l)
-			}
-			return printSnapshots(a.o.Stdout, l.Items)
+			return show(a, l, printSnapshots)
 		}),
 	}
 	cmd.Flags().StringVar(&instance, "instance", "", "only snapshots of this instance id")
@@ -122,10 +111,7 @@ func (a *app) snapshotsGet() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: run(func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			if err := validID("snapshot", id); err != nil {
-				return err
-			}
-			cl, err := a.client(cmd)
+			cl, err := a.clientFor(cmd, "snapshot", id)
 			if err != nil {
 				return err
 			}
@@ -133,13 +119,12 @@ func (a *app) snapshotsGet() *cobra.Command {
 			if w.wait {
 				s, err = a.waitCentral(cmd.Context(), cl, w, id)
 			} else {
-				rsp, gerr := cl.GetSnapshotWithResponse(cmd.Context(), id)
-				s, err = ok200[api.Snapshot]("get snapshot "+id, rsp, gerr)
+				s, err = getSnapshot(cmd.Context(), cl, id)
 			}
 			if err != nil {
 				return err
 			}
-			return a.showSnapshot(s)
+			return show(a, s, printSnapshot)
 		}),
 	}
 	w.add(cmd, "the snapshot is central (uploaded)")
@@ -147,107 +132,25 @@ func (a *app) snapshotsGet() *cobra.Command {
 }
 
 func (a *app) snapshotsFork() *cobra.Command {
-	var (
-		req  api.ForkRequest
-		host string
-		w    waitFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "fork ID --name NAME",
-		Short: "Start a new instance from a snapshot",
-		Args:  cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := validID("snapshot", id); err != nil {
-				return err
-			}
-			if cmd.Flags().Changed("host") {
-				req.Host = &host
-			}
-			cl, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rsp, err := cl.ForkSnapshotWithResponse(cmd.Context(), id, req)
-			i, err := ok201[api.Instance]("fork snapshot "+id, rsp, err)
-			if err != nil {
-				return err
-			}
-			if w.wait {
-				if i, err = a.waitInstance(cmd.Context(), cl, w, "forking "+id, i.Id); err != nil {
-					return err
-				}
-			}
-			return a.showInstance(i)
-		}),
-	}
-	cmd.Flags().StringVar(&req.Name, "name", "", "name of the new instance (required)")
-	_ = cmd.MarkFlagRequired("name")
-	cmd.Flags().StringVar(&host, "host", "", "host id to start the fork on")
-	w.add(cmd, "the fork runs (download and resume)")
-	return cmd
+	return a.forkCommand("snapshot", "Start a new instance from a snapshot", "the fork runs (download and resume)",
+		func(ctx context.Context, cl *api.ClientWithResponses, id string, req api.ForkRequest) (*api.Instance, error) {
+			rsp, err := cl.ForkSnapshotWithResponse(ctx, id, req)
+			return ok201[api.Instance]("fork snapshot "+id, rsp, err)
+		})
 }
 
 func (a *app) snapshotsRestore() *cobra.Command {
-	var (
-		host string
-		w    waitFlags
-	)
-	cmd := &cobra.Command{
-		Use:   "restore ID",
-		Short: "Resume the instance a snapshot was taken from, from that snapshot",
-		Args:  cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := validID("snapshot", id); err != nil {
-				return err
-			}
-			var req api.RestoreRequest
-			if cmd.Flags().Changed("host") {
-				req.Host = &host
-			}
-			cl, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rsp, err := cl.RestoreSnapshotWithResponse(cmd.Context(), id, req)
-			i, err := ok200[api.Instance]("restore snapshot "+id, rsp, err)
-			if err != nil {
-				return err
-			}
-			if w.wait {
-				if i, err = a.waitInstance(cmd.Context(), cl, w, "restoring "+id, i.Id); err != nil {
-					return err
-				}
-			}
-			return a.showInstance(i)
-		}),
-	}
-	cmd.Flags().StringVar(&host, "host", "", "host id to restore on")
-	w.add(cmd, "the instance runs again (download and resume)")
-	return cmd
+	return a.restoreCommand("snapshot", "Resume the instance a snapshot was taken from, from that snapshot", "host id to restore on",
+		func(ctx context.Context, cl *api.ClientWithResponses, id string, req api.RestoreRequest) (*api.Instance, error) {
+			rsp, err := cl.RestoreSnapshotWithResponse(ctx, id, req)
+			return ok200[api.Instance]("restore snapshot "+id, rsp, err)
+		})
 }
 
 func (a *app) snapshotsDelete() *cobra.Command {
-	return &cobra.Command{
-		Use:     "delete ID",
-		Aliases: []string{"rm"},
-		Short:   "Delete a named snapshot",
-		Args:    cobra.ExactArgs(1),
-		RunE: run(func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			if err := validID("snapshot", id); err != nil {
-				return err
-			}
-			cl, err := a.client(cmd)
-			if err != nil {
-				return err
-			}
-			rsp, err := cl.DeleteSnapshotWithResponse(cmd.Context(), id)
-			if err := ok204("delete snapshot "+id, rsp, err); err != nil {
-				return err
-			}
-			return a.showDeleted("snapshot", id)
-		}),
-	}
+	return a.deleteCommand("snapshot", "Delete a named snapshot",
+		func(ctx context.Context, cl *api.ClientWithResponses, id string) error {
+			rsp, err := cl.DeleteSnapshotWithResponse(ctx, id)
+			return ok204("delete snapshot "+id, rsp, err)
+		})
 }

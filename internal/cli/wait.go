@@ -98,18 +98,28 @@ func (a *app) waitError(ctx context.Context, desc, status string) error {
 	return fmt.Errorf("%s: %w (last seen: %s)", desc, ctx.Err(), status)
 }
 
+// pollGet polls: get reads the resource, check judges what it read (as a
+// pollStep does). It returns what get read last, nil if it never answered.
+func pollGet[T any](a *app, ctx context.Context, w waitFlags, desc string,
+	get func(context.Context) (*T, error), check func(*T) (done bool, p *api.Progress, status string, err error)) (*T, error) {
+	var last *T
+	err := a.poll(ctx, w, desc, func(ctx context.Context) (bool, *api.Progress, string, error) {
+		v, err := get(ctx)
+		if err != nil {
+			return false, nil, "", err
+		}
+		last = v
+		return check(v)
+	})
+	return last, err
+}
+
 // waitCentral polls a snapshot until it is central: its upload committed,
 // restorable on any host. A snapshot in state error fails the wait with the
 // snapshot's error message.
 func (a *app) waitCentral(ctx context.Context, c *api.ClientWithResponses, w waitFlags, id string) (*api.Snapshot, error) {
-	var last *api.Snapshot
-	err := a.poll(ctx, w, "uploading "+id, func(ctx context.Context) (bool, *api.Progress, string, error) {
-		rsp, err := c.GetSnapshotWithResponse(ctx, id)
-		s, err := ok200[api.Snapshot]("get snapshot "+id, rsp, err)
-		if err != nil {
-			return false, nil, "", err
-		}
-		last = s
+	get := func(ctx context.Context) (*api.Snapshot, error) { return getSnapshot(ctx, c, id) }
+	return pollGet(a, ctx, w, "uploading "+id, get, func(s *api.Snapshot) (bool, *api.Progress, string, error) {
 		status := "state " + string(s.State)
 		if s.Progress != nil {
 			status += ", " + progressOf(s.Progress)
@@ -122,21 +132,14 @@ func (a *app) waitCentral(ctx context.Context, c *api.ClientWithResponses, w wai
 		}
 		return false, s.Progress, status, nil
 	})
-	return last, err
 }
 
 // waitInstance polls an instance until no job runs on it and it is no
 // longer Creating (a restore or fork has resumed the VM). An instance in
 // state Error, or a failed job, fails the wait.
 func (a *app) waitInstance(ctx context.Context, c *api.ClientWithResponses, w waitFlags, desc, id string) (*api.Instance, error) {
-	var last *api.Instance
-	err := a.poll(ctx, w, desc, func(ctx context.Context) (bool, *api.Progress, string, error) {
-		rsp, err := c.GetInstanceWithResponse(ctx, id)
-		i, err := ok200[api.Instance]("get instance "+id, rsp, err)
-		if err != nil {
-			return false, nil, "", err
-		}
-		last = i
+	get := func(ctx context.Context) (*api.Instance, error) { return getInstance(ctx, c, id) }
+	return pollGet(a, ctx, w, desc, get, func(i *api.Instance) (bool, *api.Progress, string, error) {
 		status := "state " + string(i.State)
 		var p *api.Progress
 		if i.Job != nil {
@@ -152,5 +155,4 @@ func (a *app) waitInstance(ctx context.Context, c *api.ClientWithResponses, w wa
 		running := i.Job != nil && i.Job.State == api.JobStateRunning
 		return i.State != api.InstanceStateCreating && !running, p, status, nil
 	})
-	return last, err
 }
