@@ -37,5 +37,8 @@
 // caller's function receives every chunk in index order. Memory is a fixed
 // set of buffers (Options.Buffers) that chunks hold until the consumer
 // releases them, which is also how a slow uploader slows the reader down.
+// With Options.Digest and Options.Recall a caller that keeps a keyed record
+// of a file's chunks (storage/digests) lets unchanged chunks take their
+// recorded id instead of being hashed again.
 // The same spec is in docs/format.md.
 package chunk

@@ -10,6 +10,11 @@ import (
 // raw bytes have one ID, whatever codec stored them.
 type ID [sha256.Size]byte
 
+// Digest is a keyed digest of a chunk's raw bytes, computed by whoever
+// holds the key (storage/digests, through Options.Digest). Unlike an ID it
+// is never stored centrally and means nothing without its key.
+type Digest [32]byte
+
 // Sum returns the ID of raw.
 func Sum(raw []byte) ID { return sha256.Sum256(raw) }
 

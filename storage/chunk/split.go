@@ -40,6 +40,20 @@ type Options struct {
 	// goroutines concurrently, so it must be safe for concurrent use, and
 	// it should be fast (an in-memory set): a worker waits for it.
 	Known func(ID) bool
+	// Digest, if set, computes a keyed digest of a chunk's raw bytes (see
+	// storage/digests). Every non-hole chunk's is computed before it is
+	// hashed and delivered as Chunk.Digest. It is called from the worker
+	// goroutines concurrently.
+	Digest func(raw []byte) Digest
+	// Recall, if set (it needs Digest), is asked for each non-hole chunk's
+	// index and keyed digest. An id it returns becomes the chunk's ID
+	// without hashing (Chunk.Recalled); on false the chunk is hashed as
+	// usual. Whoever sets it vouches that an id it returns was hashed from
+	// bytes with this keyed digest at this index, and that equal keyed
+	// digests mean equal bytes: storage/digests explains why a secret key
+	// makes that so. Called from the worker goroutines concurrently; it
+	// should be a lookup in memory.
+	Recall func(index int64, d Digest) (ID, bool)
 }
 
 // withDefaults returns o with every zero field set to its default; defaults
@@ -75,6 +89,9 @@ func (o Options) Validate() error {
 			errs = append(errs, fmt.Errorf("Codec: %w", err))
 		}
 	}
+	if o.Recall != nil && o.Digest == nil {
+		errs = append(errs, errors.New("Recall: set without Digest"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -95,6 +112,12 @@ type Chunk struct {
 	Hole bool
 	// ID is the SHA-256 of the raw bytes (zero for holes).
 	ID ID
+	// Digest is the keyed digest of the raw bytes (Options.Digest); zero
+	// for holes and when no Digest was asked for.
+	Digest Digest
+	// Recalled: ID came from Options.Recall for this Digest, not from
+	// hashing.
+	Recalled bool
 	// Known: Options.Known reported ID as already stored, so the chunk was
 	// not compressed; Stored is nil and Codec meaningless.
 	Known bool
@@ -209,7 +232,9 @@ func (f *freeList) close() {
 // Split cuts the size bytes of r into fixed chunks and processes them on
 // opts.Workers goroutines: each chunk is read (with ReadAt, by the worker
 // itself, so reads from a file run in parallel), checked for zeros, hashed,
-// checked against opts.Known, and compressed into its stored form. It calls
+// checked against opts.Known, and compressed into its stored form. With
+// opts.Digest each chunk's keyed digest is computed first, and with
+// opts.Recall an id recalled for it replaces the hash. It calls
 // fn for every chunk, in index order, one at a time, from the goroutine that
 // called Split; fn hands the chunk on (to an upload queue, say) and the
 // chunk's buffer stays in use until someone calls Chunk.Release.
@@ -462,7 +487,15 @@ func (s *splitter) process(c *Chunk, j job) error {
 		c.Hole = true
 		return nil
 	}
-	c.ID = Sum(raw)
+	if s.opts.Digest != nil {
+		c.Digest = s.opts.Digest(raw)
+		if s.opts.Recall != nil {
+			c.ID, c.Recalled = s.opts.Recall(c.Index, c.Digest)
+		}
+	}
+	if !c.Recalled {
+		c.ID = Sum(raw)
+	}
 	if s.opts.Known != nil && s.opts.Known(c.ID) {
 		c.Known = true
 		return nil
