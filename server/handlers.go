@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 
@@ -125,4 +127,17 @@ func validateOptionalID(p *fieldProblems, field, kind string, id *string) {
 	if id != nil {
 		p.add(field, api.ValidateID(kind, *id))
 	}
+}
+
+// newestFirst orders a listing by key, the creation time and id of an item:
+// newest first, ties by id, so two listings of the same records agree.
+func newestFirst[T any](items []T, key func(T) (created time.Time, id string)) {
+	sort.Slice(items, func(i, j int) bool {
+		at, aid := key(items[i])
+		bt, bid := key(items[j])
+		if !at.Equal(bt) {
+			return at.After(bt)
+		}
+		return aid < bid
+	})
 }

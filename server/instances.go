@@ -184,13 +184,7 @@ func (h *handlers) ListInstances(_ context.Context, req api.ListInstancesRequest
 		}
 		out.Items = append(out.Items, v)
 	}
-	sort.Slice(out.Items, func(i, j int) bool {
-		a, b := out.Items[i], out.Items[j]
-		if !a.CreatedAt.Equal(b.CreatedAt) {
-			return a.CreatedAt.After(b.CreatedAt)
-		}
-		return a.Id < b.Id
-	})
+	newestFirst(out.Items, func(i api.Instance) (time.Time, string) { return i.CreatedAt, i.Id })
 	return out, nil
 }
 

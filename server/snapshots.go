@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"sort"
+	"time"
 
 	"github.com/hangar-vm/hangar/api"
 	hostapi "github.com/hangar-vm/hangar/api/host"
@@ -142,13 +142,7 @@ func (h *handlers) ListSnapshots(_ context.Context, req api.ListSnapshotsRequest
 		}
 		out.Items = append(out.Items, s.snapshotViewLocked(sr))
 	}
-	sort.Slice(out.Items, func(i, j int) bool {
-		a, b := out.Items[i], out.Items[j]
-		if !a.CreatedAt.Equal(b.CreatedAt) {
-			return a.CreatedAt.After(b.CreatedAt)
-		}
-		return a.Id < b.Id
-	})
+	newestFirst(out.Items, func(s api.Snapshot) (time.Time, string) { return s.CreatedAt, s.Id })
 	return out, nil
 }
 
