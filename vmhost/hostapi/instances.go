@@ -133,45 +133,57 @@ func (s *Server) CreateHostInstance(ctx context.Context, req hostapi.CreateHostI
 	if err := s.checkSpec("", spec); err != nil {
 		return nil, err
 	}
-	if v, ok, err := s.existing(ctx, req.Id, spec, func(in manager.Instance) bool { return s.sameSpec(in, spec) }); err != nil || ok {
-		if err != nil {
-			return nil, err
-		}
-		return hostapi.CreateHostInstance200JSONResponse(v), nil
-	}
-	release, err := s.reserve(ctx, req.Id, specResources(spec.MemoryMib, spec.Vcpus))
-	if err != nil {
+	same := func(in manager.Instance) bool { return s.sameSpec(in, spec) }
+	v, created, err := s.startOnce(ctx, req.Id, spec, same, func(op context.Context) (manager.Instance, error) {
+		return s.m.Create(op, manager.CreateSpec{
+			ID: req.Id, Name: spec.Name, ImageDigest: imageDigestOf(s, spec.Image), Image: s.imageName(imageDigestOf(s, spec.Image)),
+			MemoryMiB: int(spec.MemoryMib), VCPUs: int(spec.Vcpus), SnapshotPolicy: specPolicy(spec.SnapshotPolicy),
+		})
+	})
+	switch {
+	case err != nil:
 		return nil, err
+	case created:
+		return hostapi.CreateHostInstance201JSONResponse(v), nil
+	}
+	return hostapi.CreateHostInstance200JSONResponse(v), nil
+}
+
+// startOnce starts instance id with start, a create or a fork, at most
+// once: a retry, or a call that lost the race with a concurrent one for the
+// same id, answers the existing instance when same accepts it (created
+// false; see existing). start runs under the spec's reserved resources and
+// an operation context.
+func (s *Server) startOnce(ctx context.Context, id string, spec hostapi.InstanceSpec, same func(manager.Instance) bool,
+	start func(op context.Context) (manager.Instance, error)) (v api.Instance, created bool, err error) {
+	if v, ok, err := s.existing(ctx, id, spec, same); err != nil || ok {
+		return v, false, err
+	}
+	release, err := s.reserve(ctx, id, specResources(spec.MemoryMib, spec.Vcpus))
+	if err != nil {
+		return api.Instance{}, false, err
 	}
 	defer release()
 	op, done, err := s.operation(ctx)
 	if err != nil {
-		return nil, err
+		return api.Instance{}, false, err
 	}
 	defer done()
-	in, err := s.m.Create(op, manager.CreateSpec{
-		ID: req.Id, Name: spec.Name, ImageDigest: imageDigestOf(s, spec.Image), Image: s.imageName(imageDigestOf(s, spec.Image)),
-		MemoryMiB: int(spec.MemoryMib), VCPUs: int(spec.Vcpus), SnapshotPolicy: specPolicy(spec.SnapshotPolicy),
-	})
+	in, err := start(op)
 	if errors.Is(err, manager.ErrAlreadyExists) {
 		// Lost a race with a concurrent call for the same id: answer as
 		// a retry does.
-		v, ok, err := s.existing(ctx, req.Id, spec, func(in manager.Instance) bool { return s.sameSpec(in, spec) })
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return hostapi.CreateHostInstance200JSONResponse(v), nil
+		if v, ok, err := s.existing(ctx, id, spec, same); err != nil || ok {
+			return v, false, err
 		}
 	}
 	if err != nil {
-		return nil, err
+		return api.Instance{}, false, err
 	}
-	v, err := s.view(ctx, in)
-	if err != nil {
-		return nil, err
+	if v, err = s.view(ctx, in); err != nil {
+		return api.Instance{}, false, err
 	}
-	return hostapi.CreateHostInstance201JSONResponse(v), nil
+	return v, true, nil
 }
 
 // DeleteHostInstance deletes instance id; an absent one is 204 too.

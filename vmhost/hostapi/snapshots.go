@@ -2,7 +2,6 @@ package hostapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/hangar-vm/hangar/api"
@@ -286,40 +285,16 @@ func (s *Server) ForkHostSnapshot(ctx context.Context, req hostapi.ForkHostSnaps
 	// Memory and vCPUs come from the snapshot, so a retry is recognised
 	// by its name alone.
 	same := func(in manager.Instance) bool { return in.Name == body.Spec.Name }
-	if v, ok, err := s.existing(ctx, body.InstanceId, body.Spec, same); err != nil || ok {
-		if err != nil {
-			return nil, err
-		}
-		return hostapi.ForkHostSnapshot200JSONResponse(v), nil
-	}
-	release, err := s.reserve(ctx, body.InstanceId, specResources(body.Spec.MemoryMib, body.Spec.Vcpus))
-	if err != nil {
+	v, created, err := s.startOnce(ctx, body.InstanceId, body.Spec, same, func(op context.Context) (manager.Instance, error) {
+		return s.m.Fork(op, req.Id, manager.ForkSpec{ID: body.InstanceId, Name: body.Spec.Name})
+	})
+	switch {
+	case err != nil:
 		return nil, err
+	case created:
+		return hostapi.ForkHostSnapshot201JSONResponse(v), nil
 	}
-	defer release()
-	op, done, err := s.operation(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	in, err := s.m.Fork(op, req.Id, manager.ForkSpec{ID: body.InstanceId, Name: body.Spec.Name})
-	if errors.Is(err, manager.ErrAlreadyExists) {
-		v, ok, err := s.existing(ctx, body.InstanceId, body.Spec, same)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			return hostapi.ForkHostSnapshot200JSONResponse(v), nil
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	v, err := s.view(ctx, in)
-	if err != nil {
-		return nil, err
-	}
-	return hostapi.ForkHostSnapshot201JSONResponse(v), nil
+	return hostapi.ForkHostSnapshot200JSONResponse(v), nil
 }
 
 // ListHostJobs lists the active and failed upload jobs.
