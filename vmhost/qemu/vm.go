@@ -346,21 +346,7 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	if err := vmhost.SyncDir(dir); err != nil {
 		return info, fmt.Errorf("standby: %w", err)
 	}
-	info = vmhost.SnapshotInfo{
-		Version:           vmhost.SnapshotInfoVersion,
-		Hypervisor:        Name,
-		HypervisorVersion: v.d.version,
-		Machine:           v.m.Machine,
-		CPU:               v.m.CPU,
-		Accel:             v.m.Accel,
-		MemoryMiB:         cfg.MemoryMiB,
-		VCPUs:             cfg.VCPUs,
-		Boot:              cfg.Boot,
-		MemoryBytes:       int64(cfg.MemoryMiB) << 20,
-		DeviceStateBytes:  devBytes,
-		Created:           start.UTC(),
-		PauseDuration:     durable,
-	}
+	info = v.snapshotInfo(start, durable, devBytes)
 	if err := vmhost.WriteSnapshotInfo(dir, info); err != nil {
 		return info, fmt.Errorf("standby: %w", err)
 	}
@@ -438,7 +424,20 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 		log.Warn("snapshot failed", "err", err)
 		return info, fmt.Errorf("snapshot: %w", err)
 	}
-	info = vmhost.SnapshotInfo{
+	info = v.snapshotInfo(start, pause, devBytes)
+	if err := vmhost.WriteSnapshotInfo(dir, info); err != nil {
+		cleanup()
+		return info, fmt.Errorf("snapshot: %w", err)
+	}
+	log.Info("vm snapshot taken, guest running", "paused", pause, "copy", method, "durable_after", time.Since(start), "device_state_bytes", devBytes)
+	return info, nil
+}
+
+// snapshotInfo describes a standby or snapshot of v begun at start, with
+// devBytes of device state, the guest paused for pause.
+func (v *VM) snapshotInfo(start time.Time, pause time.Duration, devBytes int64) vmhost.SnapshotInfo {
+	cfg := v.m.Config
+	return vmhost.SnapshotInfo{
 		Version:           vmhost.SnapshotInfoVersion,
 		Hypervisor:        Name,
 		HypervisorVersion: v.d.version,
@@ -453,12 +452,6 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 		Created:           start.UTC(),
 		PauseDuration:     pause,
 	}
-	if err := vmhost.WriteSnapshotInfo(dir, info); err != nil {
-		cleanup()
-		return info, fmt.Errorf("snapshot: %w", err)
-	}
-	log.Info("vm snapshot taken, guest running", "paused", pause, "copy", method, "durable_after", time.Since(start), "device_state_bytes", devBytes)
-	return info, nil
 }
 
 // saveDeviceState migrates the paused VM's device state (not its RAM,
