@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -93,4 +94,20 @@ func (s *Stack) standbyCentral(t *testing.T, id string, flags ...string) (api.Sn
 		t.Fatalf("after standby: state %s, snapshot %s", sb.State, str(sb.SnapshotId))
 	}
 	return s.waitCentral(t, *sb.SnapshotId), r
+}
+
+// slowStandby puts instance id on standby through the API with the slowest
+// zstd level, so that the upload (of incompressible RAM) is still running
+// when the call answers, and returns the answer, which names the snapshot.
+func (s *Stack) slowStandby(t *testing.T, ctx context.Context, id string) *api.Instance {
+	t.Helper()
+	alg, level := "zstd", 19
+	sb, err := s.API.StandbyInstanceWithResponse(ctx, id, api.StandbyRequest{Compression: &api.Compression{Algorithm: &alg, Level: &level}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.JSON200 == nil || sb.JSON200.SnapshotId == nil {
+		t.Fatalf("standby: %s %s", sb.Status(), sb.Body)
+	}
+	return sb.JSON200
 }

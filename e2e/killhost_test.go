@@ -50,15 +50,7 @@ func TestKillHostDuringUpload(t *testing.T) {
 	m := s.setMark(t, in.Id, "killhost")
 	base := s.chunkObjects(t)
 
-	alg, level := "zstd", 19
-	sb, err := s.API.StandbyInstanceWithResponse(ctx, in.Id, api.StandbyRequest{Compression: &api.Compression{Algorithm: &alg, Level: &level}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sb.JSON200 == nil || sb.JSON200.SnapshotId == nil {
-		t.Fatalf("standby: %s %s", sb.Status(), sb.Body)
-	}
-	sid := *sb.JSON200.SnapshotId
+	sid := *s.slowStandby(t, ctx, in.Id).SnapshotId
 	manifestPrefix := "snapshots/" + sid + "/"
 
 	// Wait until the upload is visibly in flight: the snapshot uploading

@@ -23,17 +23,9 @@ func TestStoreOutage(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	// A slow level, so that the upload is still running when MinIO stops
+	// A slow standby, so that the upload is still running when MinIO stops
 	// a moment after the standby answered.
-	alg, level := "zstd", 19
-	sb, err := s.API.StandbyInstanceWithResponse(ctx, in.Id, api.StandbyRequest{Compression: &api.Compression{Algorithm: &alg, Level: &level}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sb.JSON200 == nil || sb.JSON200.SnapshotId == nil {
-		t.Fatalf("standby: %s %s", sb.Status(), sb.Body)
-	}
-	sid := *sb.JSON200.SnapshotId
+	sid := *s.slowStandby(t, ctx, in.Id).SnapshotId
 	if err := s.MinIO.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +43,7 @@ func TestStoreOutage(t *testing.T) {
 	}
 	// Let the upload hit the outage.
 	const errs = "hangar_store_errors_total"
-	err = waitFor(ctx, "host h1's store calls failing", nil, func() error {
+	err := waitFor(ctx, "host h1's store calls failing", nil, func() error {
 		if h1.scrape(t).sum(errs) <= before.sum(errs) {
 			return errNotYet
 		}

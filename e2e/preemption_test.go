@@ -28,16 +28,9 @@ func TestPreemption(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	alg, level := "zstd", 19
-	sb, err := s.API.StandbyInstanceWithResponse(ctx, in.Id, api.StandbyRequest{Compression: &api.Compression{Algorithm: &alg, Level: &level}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sb.JSON200 == nil || sb.JSON200.SnapshotId == nil {
-		t.Fatalf("standby: %s %s", sb.Status(), sb.Body)
-	}
-	sid := *sb.JSON200.SnapshotId
-	if st := sb.JSON200.Storage; st == nil || *st == api.SnapshotStateCentral {
+	sb := s.slowStandby(t, ctx, in.Id)
+	sid := *sb.SnapshotId
+	if st := sb.Storage; st == nil || *st == api.SnapshotStateCentral {
 		t.Fatalf("standby answered storage %v: want local or uploading", st)
 	}
 	start := time.Now()
