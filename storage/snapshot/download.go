@@ -15,6 +15,7 @@ import (
 
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/chunk"
+	"github.com/hangar-vm/hangar/storage/digests"
 )
 
 // DownloadOptions tune a download. The zero value is usable.
@@ -48,6 +49,13 @@ type DownloadOptions struct {
 	// the files are re-creatable. Saves the disk write wait, about half a
 	// second per GiB of data on the benchmark machine.
 	NoSync bool
+	// DigestKey, if set, is the host's digest key (storage/digests): the
+	// keyed digest of every chunk is computed as it is written, and once
+	// the files are renamed into place each gets its chunk digests
+	// (digests.PathFor), so that uploading it again after a guest ran on
+	// it hashes only the chunks that changed (UploadOptions.DigestKey).
+	// Failing to write a record is only logged.
+	DigestKey *digests.Key
 }
 
 // DownloadStats say where a download's chunks came from. A chunk id that
@@ -98,6 +106,9 @@ type download struct {
 	mu    sync.Mutex // guards stats and prog
 	stats DownloadStats
 	prog  reporter[DownloadProgress]
+	// records are the files' chunk digests (opts.DigestKey): each entry is
+	// written by the one goroutine that writes its chunk.
+	records []*digests.Record
 }
 
 // Download writes the files of snapshot m into dir, each as dir/<name>.
@@ -148,6 +159,9 @@ func (r *Repo) Download(ctx context.Context, m *Manifest, dir string, opts Downl
 		}
 	}()
 	for _, f := range m.Files {
+		if opts.DigestKey != nil {
+			d.records = append(d.records, digests.NewRecord(f.Size, f.ChunkSize))
+		}
 		tmp, err := os.CreateTemp(dir, "."+f.Name+".partial-*")
 		if err != nil {
 			return DownloadStats{}, fmt.Errorf("download snapshot %s: %w", m.ID, err)
@@ -195,6 +209,9 @@ func (r *Repo) Download(ctx context.Context, m *Manifest, dir string, opts Downl
 	if err := d.finish(dir, !opts.NoSync); err != nil {
 		return DownloadStats{}, err
 	}
+	for i, rec := range d.records {
+		r.saveDigests(opts.DigestKey, filepath.Join(dir, m.Files[i].Name), rec)
+	}
 	r.log.Info("snapshot downloaded", "snapshot", m.ID, "dir", dir,
 		"from_cache", d.stats.ChunksFromCache, "from_store", d.stats.ChunksFromStore,
 		"written", d.stats.BytesWritten, "duration", time.Since(start).Round(time.Millisecond))
@@ -214,9 +231,18 @@ func (d *download) one(ctx context.Context, id chunk.ID, ts []target) error {
 	if !shared {
 		defer putRaw(f.raw)
 	}
+	var digest chunk.Digest
+	if d.opts.DigestKey != nil {
+		// Of the bytes just verified against id, which are the bytes
+		// written: the pair is the file's record entry.
+		digest = d.opts.DigestKey.Digest(f.raw)
+	}
 	for _, t := range ts {
 		if err := writeSparse(d.files[t.file], f.raw, t.off); err != nil {
 			return fmt.Errorf("%s: %w", name(t), err)
+		}
+		if d.records != nil {
+			d.records[t.file].Chunks[t.index] = digests.Entry{ID: id, Digest: digest}
 		}
 	}
 	d.mu.Lock()

@@ -13,7 +13,8 @@ import (
 // instruments are the repo's OpenTelemetry metrics:
 //
 //   - hangar.snapshot.upload.bytes{kind}: bytes through uploads, kind one of
-//     raw, nonzero, compressed, uploaded, deduplicated (as in Progress);
+//     raw, nonzero, compressed, uploaded, deduplicated, unchanged (as in
+//     Progress);
 //   - hangar.snapshot.upload.chunks{result}: non-hole chunks uploaded or
 //     deduplicated;
 //   - hangar.snapshot.download.chunks{source}, hangar.snapshot.download.bytes{source}:
@@ -37,6 +38,7 @@ var (
 	attrCompressed   = metric.WithAttributes(attribute.String("kind", "compressed"))
 	attrUploaded     = metric.WithAttributes(attribute.String("kind", "uploaded"))
 	attrDeduplicated = metric.WithAttributes(attribute.String("kind", "deduplicated"))
+	attrUnchanged    = metric.WithAttributes(attribute.String("kind", "unchanged"))
 	attrResUploaded  = metric.WithAttributes(attribute.String("result", "uploaded"))
 	attrResDedup     = metric.WithAttributes(attribute.String("result", "deduplicated"))
 	attrSrcCache     = metric.WithAttributes(attribute.String("source", "cache"))
@@ -52,7 +54,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		errs [6]error
 	)
 	in.uploadBytes, errs[0] = m.Int64Counter("hangar.snapshot.upload.bytes", metric.WithUnit("By"),
-		metric.WithDescription("Bytes through snapshot uploads by kind (raw, nonzero, compressed, uploaded, deduplicated)"))
+		metric.WithDescription("Bytes through snapshot uploads by kind (raw, nonzero, compressed, uploaded, deduplicated, unchanged)"))
 	in.uploadChunks, errs[1] = m.Int64Counter("hangar.snapshot.upload.chunks",
 		metric.WithDescription("Non-hole chunks of snapshot uploads by result (uploaded, deduplicated)"))
 	in.downloadChunks, errs[2] = m.Int64Counter("hangar.snapshot.download.chunks",

@@ -6,13 +6,16 @@ import "sync"
 // Raw is every byte chunked so far (holes included), NonZero the bytes of
 // non-hole chunks, Compressed their stored size, Uploaded the stored bytes
 // actually written to the store, Deduplicated the raw bytes of chunks not
-// written because the store already had them.
+// written because the store already had them, Unchanged the raw bytes of
+// chunks whose id was recalled from the file's chunk digests instead of
+// hashed (UploadOptions.DigestKey; most of them are Deduplicated too).
 type Progress struct {
 	ChunksDone, ChunksTotal int64
 	RawTotal                int64 // the size of all files
 	Raw, NonZero            int64
 	Compressed, Uploaded    int64
 	Deduplicated            int64
+	Unchanged               int64
 }
 
 // DownloadProgress is a download's state, reported after every chunk.

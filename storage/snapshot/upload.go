@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/chunk"
+	"github.com/hangar-vm/hangar/storage/digests"
 )
 
 // Info is what a snapshot records besides its files.
@@ -59,6 +61,14 @@ type UploadOptions struct {
 	// Cache, if set, receives every chunk this upload writes, so that a
 	// later restore on this host fetches nothing.
 	Cache ChunkCache
+	// DigestKey, if set, is the host's digest key (storage/digests). Each
+	// file's chunk digests (digests.PathFor its path), if present, valid
+	// under this key and for the file's size and ChunkSize, let a chunk
+	// whose keyed digest is unchanged take its recorded id without being
+	// hashed (Progress.Unchanged); an absent or rejected record, or any
+	// changed chunk, takes the normal path. After the commit every file's
+	// record is written afresh; failing to write one is only logged.
+	DigestKey *digests.Key
 }
 
 func (o UploadOptions) withDefaults() UploadOptions {
@@ -98,9 +108,9 @@ func (o UploadOptions) Validate() error {
 
 // openSource is a FileSource opened for reading.
 type openSource struct {
-	name string
-	f    *os.File
-	size int64
+	name, path string
+	f          *os.File
+	size       int64
 }
 
 // Upload stores files as snapshot snap.ID and commits its manifest, which it
@@ -154,7 +164,7 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 			f.Close()
 			return nil, fmt.Errorf("upload snapshot %s: %s is not a regular file", snap.ID, fs.Path)
 		}
-		srcs = append(srcs, openSource{name: fs.Name, f: f, size: st.Size()})
+		srcs = append(srcs, openSource{name: fs.Name, path: fs.Path, f: f, size: st.Size()})
 	}
 
 	existing, err := r.Manifest(ctx, snap.ID)
@@ -195,7 +205,7 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 		Compression:    Compression{Algorithm: string(snap.Compression.Algorithm), Level: snap.Compression.Level},
 		Labels:         snap.Labels,
 	}
-	newStored, err := r.uploadFiles(ctx, m, srcs, codec, opts)
+	newStored, records, err := r.uploadFiles(ctx, m, srcs, codec, opts)
 	if err != nil {
 		return nil, fmt.Errorf("upload snapshot %s: %w", snap.ID, err)
 	}
@@ -209,9 +219,50 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 	if err != nil {
 		return nil, err
 	}
+	var unchanged int64
+	for i, rec := range records {
+		unchanged += rec.unchanged
+		r.saveDigests(opts.DigestKey, srcs[i].path, rec.rec)
+	}
 	r.log.Info("snapshot uploaded", "snapshot", snap.ID, "raw", m.Totals.Raw, "nonzero", m.Totals.NonZero,
-		"compressed", m.Totals.Compressed, "new_stored", m.Totals.NewStored, "duration", time.Since(start).Round(time.Millisecond))
+		"compressed", m.Totals.Compressed, "new_stored", m.Totals.NewStored, "unchanged", unchanged,
+		"duration", time.Since(start).Round(time.Millisecond))
 	return committed, nil
+}
+
+// fileDigests is one file's chunk digests as an upload computes them, and
+// how many raw bytes it recalled from the file's previous record.
+type fileDigests struct {
+	rec       *digests.Record
+	unchanged int64
+}
+
+// loadDigests returns the record of the file at path that an upload may
+// recall ids from, or nil: absent, rejected (logged) or no key.
+func (r *Repo) loadDigests(key *digests.Key, path string, size int64, chunkSize int) *digests.Record {
+	if key == nil {
+		return nil
+	}
+	rec, err := key.Load(digests.PathFor(path), size, chunkSize)
+	switch {
+	case err == nil:
+		return rec
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		r.log.Warn("chunk digests not used; hashing every chunk", "file", path, "err", err)
+	}
+	return nil
+}
+
+// saveDigests writes rec as the record of the file at path. The record is
+// an optimisation: a failure is logged, never fatal.
+func (r *Repo) saveDigests(key *digests.Key, path string, rec *digests.Record) {
+	if key == nil || rec == nil {
+		return
+	}
+	if err := key.Save(digests.PathFor(path), rec); err != nil {
+		r.log.Warn("save chunk digests", "file", path, "err", err)
+	}
 }
 
 func validateUpload(snap Info, files []FileSource, opts UploadOptions) error {
@@ -272,8 +323,9 @@ type queued struct {
 }
 
 // uploadFiles runs the pipeline over every file and fills m.Files. It
-// returns the stored bytes it wrote.
-func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, codec compression.Codec, opts UploadOptions) (int64, error) {
+// returns the stored bytes it wrote and, with opts.DigestKey, each file's
+// chunk digests.
+func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, codec compression.Codec, opts UploadOptions) (int64, []fileDigests, error) {
 	cs := int64(opts.ChunkSize)
 	var total Progress
 	m.Files = make([]File, len(srcs))
@@ -285,6 +337,10 @@ func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, 
 	}
 	prog := &reporter[Progress]{p: total, fn: opts.Progress}
 	var newStored atomic.Int64
+	var records []fileDigests
+	if opts.DigestKey != nil {
+		records = make([]fileDigests, len(srcs))
+	}
 
 	queue := make(chan queued, opts.Uploaders)
 	g, gctx := errgroup.WithContext(ctx)
@@ -292,15 +348,35 @@ func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, 
 		defer close(queue)
 		for fi, s := range srcs {
 			file := &m.Files[fi]
-			err := chunk.Split(gctx, s.f, s.size, chunk.Options{
+			copts := chunk.Options{
 				ChunkSize: opts.ChunkSize,
 				Workers:   opts.Workers,
 				Buffers:   opts.Buffers,
 				Codec:     codec,
 				Known:     r.index.has,
-			}, func(ctx context.Context, c *chunk.Chunk) error {
+			}
+			var rec *fileDigests
+			if opts.DigestKey != nil {
+				rec = &records[fi]
+				rec.rec = digests.NewRecord(s.size, opts.ChunkSize)
+				copts.Digest = opts.DigestKey.Digest
+				if prev := r.loadDigests(opts.DigestKey, s.path, s.size, opts.ChunkSize); prev != nil {
+					copts.Recall = prev.Recall
+				}
+			}
+			err := chunk.Split(gctx, s.f, s.size, copts, func(ctx context.Context, c *chunk.Chunk) error {
 				e := &file.Chunks[c.Index]
 				e.Index, e.RawLen = int(c.Index), c.Len
+				if rec != nil && !c.Hole {
+					// The id and digest were computed from (or, recalled,
+					// checked against) the same bytes: the pair is the next
+					// record's entry.
+					rec.rec.Chunks[c.Index] = digests.Entry{ID: c.ID, Digest: c.Digest}
+				}
+				if c.Recalled { // counted in Progress with the chunk's outcome
+					rec.unchanged += int64(c.Len)
+					r.met.uploadBytes.Add(context.Background(), int64(c.Len), attrUnchanged)
+				}
 				switch {
 				case c.Hole:
 					e.Hole = true
@@ -358,9 +434,9 @@ func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, 
 		q.c.Release()
 	}
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return newStored.Load(), nil
+	return newStored.Load(), records, nil
 }
 
 // recordDedup fills in a chunk the store already holds.
@@ -377,6 +453,9 @@ func (r *Repo) recordDedup(e *Chunk, c *chunk.Chunk, known entry, prog *reporter
 		p.NonZero += int64(c.Len)
 		p.Compressed += int64(known.storedLen)
 		p.Deduplicated += int64(c.Len)
+		if c.Recalled {
+			p.Unchanged += int64(c.Len)
+		}
 	})
 }
 
@@ -428,6 +507,9 @@ func (r *Repo) storeChunk(ctx context.Context, q queued, cache ChunkCache, prog 
 		p.NonZero += int64(c.Len)
 		p.Compressed += n
 		p.Uploaded += n
+		if c.Recalled {
+			p.Unchanged += int64(c.Len)
+		}
 	})
 	return n, nil
 }
