@@ -25,6 +25,7 @@ import (
 	"github.com/hangar-vm/hangar/internal/miniotest"
 	"github.com/hangar-vm/hangar/storage"
 	"github.com/hangar-vm/hangar/storage/chunk"
+	"github.com/hangar-vm/hangar/storage/digests"
 	"github.com/hangar-vm/hangar/storage/s3"
 	"github.com/hangar-vm/hangar/storage/snapshot"
 )
@@ -36,10 +37,16 @@ import (
 //   - hangar upload (zstd 1, 4 MiB chunks), in a child process so that its
 //     peak RSS and CPU time are the pipeline's alone: once with every body
 //     signed (the s3 default), once with chunk bodies as UNSIGNED-PAYLOAD
-//     (s3.Config.UnsignedPayloadPrefixes = ["chunks/"]);
+//     (s3.Config.UnsignedPayloadPrefixes = ["chunks/"]) and the host's
+//     digest key (UploadOptions.DigestKey), as a host daemon uploads: it
+//     also leaves the file's chunk digests (storage/digests);
 //   - hangar upload of the same file with 1% of its chunks changed, in a
 //     fresh child process that loads the chunk index first (one listing,
-//     counted in the time), as a restarted host would;
+//     counted in the time), twice, each with its own changed chunks so
+//     that both store as much: without a digest record (every chunk
+//     hashed, as before), and as the same host does, with its key and the
+//     record the first upload left (copied to the changed copy: a record
+//     describes bytes, not a path, so this is the file changed in place);
 //   - hangar download into a fresh directory with no cache (every chunk
 //     from MinIO, verified, decompressed, written sparse), with fsync (the
 //     default) and with DownloadOptions.NoSync;
@@ -69,13 +76,14 @@ func runUpload(ctx context.Context, args []string) error {
 	rounds := fs.Int("rounds", 1, "measure everything this many times (fresh buckets each round) and summarise")
 	child := fs.String("child", "", "internal: run one hangar upload (snapshot id) and print its result as JSON")
 	unsigned := fs.Bool("unsigned", false, "internal: -child sends chunk bodies as UNSIGNED-PAYLOAD")
+	keyFile := fs.String("digest-key", "", "internal: -child uploads with this host digest key file")
 	endpoint := fs.String("endpoint", "", "internal: MinIO endpoint for -child")
 	bucket := fs.String("bucket", "", "internal: bucket for -child")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *child != "" {
-		return uploadChild(ctx, *child, *endpoint, *bucket, *input, *uploaders, *unsigned)
+		return uploadChild(ctx, *child, *endpoint, *bucket, *input, *keyFile, *uploaders, *unsigned)
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -115,17 +123,24 @@ func runUpload(ctx context.Context, args []string) error {
 		return err
 	}
 	changedPath := filepath.Join(work, "memory-changed")
-	nChanged, err := writeChanged(*input, changedPath, *changed)
+	nChanged, err := writeChanged(*input, changedPath, *changed, 0x5a)
 	if err != nil {
 		return err
 	}
 	defer os.Remove(changedPath)
+	changedDigests := filepath.Join(work, "memory-changed-digests")
+	if _, err := writeChanged(*input, changedDigests, *changed, 0xa5); err != nil {
+		return err
+	}
+	defer os.Remove(changedDigests)
+	defer os.Remove(digests.PathFor(*input)) // left by the first upload; the key goes with work
 	fmt.Printf("second upload: %d chunks changed\n", nChanged)
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	env := benchEnv{ctx: ctx, srv: srv, minioPID: minioPID, self: self, input: *input, changed: changedPath, work: work,
+	env := benchEnv{ctx: ctx, srv: srv, minioPID: minioPID, self: self, input: *input, changed: changedPath, changedDigests: changedDigests,
+		keyFile: filepath.Join(work, "host", "digest.key"), work: work,
 		uploaders: *uploaders, concurrency: *concurrency, part: uint64(part), threads: *threads}
 	var reps []*report
 	for i := range *rounds {
@@ -152,6 +167,8 @@ type benchEnv struct {
 	minioPID               int
 	self                   string
 	input, changed, work   string
+	changedDigests         string // changed otherwise, for the arm with a digest record
+	keyFile                string // the host's digest key
 	uploaders, concurrency int
 	part                   uint64
 	threads                uint
@@ -167,9 +184,9 @@ func (e *benchEnv) round(i int) (*report, error) {
 		}
 	}
 	rep := &report{}
-	runChild := func(id, bucket, path string, unsigned bool) (childResult, error) {
+	runChild := func(id, bucket, path string, unsigned bool, keyFile string) (childResult, error) {
 		cmd := exec.CommandContext(ctx, e.self, "upload", "-child", id, "-endpoint", srv.Endpoint, "-bucket", bucket,
-			"-input", path, "-uploaders", fmt.Sprint(e.uploaders), fmt.Sprintf("-unsigned=%v", unsigned))
+			"-input", path, "-uploaders", fmt.Sprint(e.uploaders), fmt.Sprintf("-unsigned=%v", unsigned), "-digest-key", keyFile)
 		cmd.Env = append(os.Environ(), "HANGAR_BENCH_ACCESS_KEY="+srv.AccessKey, "HANGAR_BENCH_SECRET_KEY="+srv.SecretKey)
 		cmd.Stderr = os.Stderr
 		m0 := procCPU(e.minioPID)
@@ -186,16 +203,31 @@ func (e *benchEnv) round(i int) (*report, error) {
 	}
 	var err error
 	fmt.Println("hangar upload (signed bodies) ...")
-	if rep.upSigned, err = runChild("first", signedBucket, e.input, false); err != nil {
+	if rep.upSigned, err = runChild("first", signedBucket, e.input, false, ""); err != nil {
 		return nil, err
 	}
-	fmt.Println("hangar upload (unsigned chunk bodies) ...")
-	if rep.up1, err = runChild("first", hangarBucket, e.input, true); err != nil {
+	fmt.Println("hangar upload (unsigned chunk bodies, host digest key) ...")
+	os.Remove(digests.PathFor(e.input))
+	if rep.up1, err = runChild("first", hangarBucket, e.input, true, e.keyFile); err != nil {
 		return nil, err
 	}
-	fmt.Println("hangar upload, changed ...")
-	if rep.up2, err = runChild("second", hangarBucket, e.changed, true); err != nil {
+	fmt.Println("hangar upload, changed, no digest record ...")
+	if rep.up2, err = runChild("second", hangarBucket, e.changed, true, ""); err != nil {
 		return nil, err
+	}
+	fmt.Println("hangar upload, changed, same host (digest record) ...")
+	rec, err := os.ReadFile(digests.PathFor(e.input))
+	if err != nil {
+		return nil, fmt.Errorf("the first upload left no digest record: %w", err)
+	}
+	if err := os.WriteFile(digests.PathFor(e.changedDigests), rec, 0o600); err != nil {
+		return nil, err
+	}
+	if rep.up2d, err = runChild("second-digests", hangarBucket, e.changedDigests, true, e.keyFile); err != nil {
+		return nil, err
+	}
+	if rep.up2d.Unchanged == 0 {
+		return nil, errors.New("the upload with a digest record recalled no chunk")
 	}
 
 	// hangar download into a fresh directory, no cache.
@@ -261,6 +293,8 @@ type childResult struct {
 	MaxRSS int64 `json:"max_rss"`
 	// CPU is the child's user + system time from LoadIndex to the commit.
 	CPU time.Duration `json:"cpu"`
+	// Unchanged is the raw bytes whose ids came from the digest record.
+	Unchanged int64 `json:"unchanged"`
 	// MinIOCPU is the MinIO server's CPU time while the child ran (filled
 	// in by the parent).
 	MinIOCPU time.Duration `json:"-"`
@@ -268,7 +302,7 @@ type childResult struct {
 
 // uploadChild is one hangar upload in its own process: open the store,
 // load the index (a fresh process knows nothing), upload, report.
-func uploadChild(ctx context.Context, id, endpoint, bucket, input string, uploaders int, unsigned bool) error {
+func uploadChild(ctx context.Context, id, endpoint, bucket, input, keyFile string, uploaders int, unsigned bool) error {
 	store, err := openStore(ctx, endpoint, bucket, os.Getenv("HANGAR_BENCH_ACCESS_KEY"), os.Getenv("HANGAR_BENCH_SECRET_KEY"), unsigned)
 	if err != nil {
 		return err
@@ -280,12 +314,23 @@ func uploadChild(ctx context.Context, id, endpoint, bucket, input string, upload
 	}
 	var res childResult
 	c0, start := selfCPU(), time.Now()
+	opts := snapshot.UploadOptions{ChunkSize: chunk.DefaultSize, Uploaders: uploaders,
+		Progress: func(p snapshot.Progress) { res.Unchanged = p.Unchanged }}
+	if keyFile != "" {
+		// As a host daemon does at start (vmhost/manager): counted here.
+		if err := os.MkdirAll(filepath.Dir(keyFile), 0o700); err != nil {
+			return err
+		}
+		if opts.DigestKey, err = digests.LoadOrCreateKey(keyFile); err != nil {
+			return err
+		}
+	}
 	if err := repo.LoadIndex(ctx); err != nil {
 		return err
 	}
 	res.LoadIndex = time.Since(start)
 	m, err := repo.Upload(ctx, snapshot.Info{ID: id, Kind: "standby", Compression: compression.Setting{Algorithm: compression.Zstd, Level: 1}},
-		[]snapshot.FileSource{{Name: "memory", Path: input}}, snapshot.UploadOptions{ChunkSize: chunk.DefaultSize, Uploaders: uploaders})
+		[]snapshot.FileSource{{Name: "memory", Path: input}}, opts)
 	if err != nil {
 		return err
 	}
@@ -428,8 +473,9 @@ func (s *sentCounter) Create(ctx context.Context, key string, r io.ReadSeeker, s
 }
 
 // writeChanged copies in to out and changes one byte in a fraction of its
-// non-hole 4 MiB chunks, spread evenly. It returns how many it changed.
-func writeChanged(in, out string, fraction float64) (int, error) {
+// non-hole 4 MiB chunks, spread evenly (xor flip). It returns how many it
+// changed.
+func writeChanged(in, out string, fraction float64, flip byte) (int, error) {
 	src, err := os.Open(in)
 	if err != nil {
 		return 0, err
@@ -466,7 +512,7 @@ func writeChanged(in, out string, fraction float64) (int, error) {
 		if _, err := src.ReadAt(one, off); err != nil {
 			return 0, err
 		}
-		one[0] ^= 0x5a
+		one[0] ^= flip
 		if _, err := dst.WriteAt(one, off); err != nil {
 			return 0, err
 		}
@@ -574,7 +620,7 @@ func bucketBytes(ctx context.Context, s storage.Lister, prefix string) (int64, e
 
 type report struct {
 	in                                   int64
-	upSigned, up1, up2                   childResult
+	upSigned, up1, up2, up2d             childResult
 	down, downNoSync                     cost
 	stored                               int64
 	baseCompress, basePutSigned, basePut cost
@@ -588,7 +634,7 @@ func (r *report) childCost(c childResult) cost {
 
 // ratios are the targets' measures of one round.
 type ratios struct {
-	upSigned, upUnsigned, reupload, down, downSync float64
+	upSigned, upUnsigned, reupload, reuploadDigests, down, downSync float64
 }
 
 // dropCache evicts the files under dir from the page cache
@@ -613,11 +659,12 @@ func (r *report) ratios() ratios {
 	baseUp := r.baseCompress.add(r.basePut).wall.Seconds()
 	baseDown := r.baseGet.add(r.baseDecompress).wall.Seconds()
 	return ratios{
-		upSigned:   baseUpSigned / r.upSigned.Wall.Seconds(),
-		upUnsigned: baseUp / r.up1.Wall.Seconds(),
-		reupload:   r.up1.Wall.Seconds() / r.up2.Wall.Seconds(),
-		down:       baseDown / r.downNoSync.wall.Seconds(),
-		downSync:   (baseDown + r.baseSync.wall.Seconds()) / r.down.wall.Seconds(),
+		upSigned:        baseUpSigned / r.upSigned.Wall.Seconds(),
+		upUnsigned:      baseUp / r.up1.Wall.Seconds(),
+		reupload:        r.up1.Wall.Seconds() / r.up2.Wall.Seconds(),
+		reuploadDigests: r.up1.Wall.Seconds() / r.up2d.Wall.Seconds(),
+		down:            baseDown / r.downNoSync.wall.Seconds(),
+		downSync:        (baseDown + r.baseSync.wall.Seconds()) / r.down.wall.Seconds(),
 	}
 }
 
@@ -639,8 +686,9 @@ func (r *report) print(w io.Writer) {
 	row("  PUT (minio-go, signed body)", r.basePutSigned, "-", "-", "")
 	row("  PUT (minio-go, UNSIGNED-PAYLOAD)", r.basePut, "-", "-", "")
 	row("hangar upload (signed)", r.childCost(r.upSigned), fmt.Sprint(r.upSigned.Sent), fmt.Sprint(r.upSigned.Totals.Compressed), vs(baseUpSigned, r.childCost(r.upSigned)))
-	row("hangar upload (unsigned chunks)", r.childCost(r.up1), fmt.Sprint(r.up1.Sent), fmt.Sprint(r.up1.Totals.Compressed), vs(baseUp, r.childCost(r.up1)))
-	row("hangar upload, 1% changed", r.childCost(r.up2), fmt.Sprint(r.up2.Sent), fmt.Sprint(r.up2.Totals.NewStored), vs(baseUp, r.childCost(r.up2)))
+	row("hangar upload (unsigned chunks, digest key)", r.childCost(r.up1), fmt.Sprint(r.up1.Sent), fmt.Sprint(r.up1.Totals.Compressed), vs(baseUp, r.childCost(r.up1)))
+	row("hangar upload, 1% changed, no digest record", r.childCost(r.up2), fmt.Sprint(r.up2.Sent), fmt.Sprint(r.up2.Totals.NewStored), vs(baseUp, r.childCost(r.up2)))
+	row("hangar upload, 1% changed, same host (record)", r.childCost(r.up2d), fmt.Sprint(r.up2d.Sent), fmt.Sprint(r.up2d.Totals.NewStored), vs(baseUp, r.childCost(r.up2d)))
 	row("baseline download: GET + zstd -d", baseDown, "-", "-", "1.00×")
 	row("  GET (minio-go)", r.baseGet, "-", "-", "")
 	row("  zstd -d", r.baseDecompress, "-", "-", "")
@@ -652,13 +700,17 @@ func (r *report) print(w io.Writer) {
 	t := r.up1.Totals
 	fmt.Fprintf(w, "\nhangar first upload: raw %d, non-zero %d, stored %d (%d holes, %d chunks); index load %.3fs\n",
 		t.Raw, t.NonZero, t.Compressed, t.Holes, t.Chunks, r.up1.LoadIndex.Seconds())
-	fmt.Fprintf(w, "hangar second upload: %d new bytes stored, index load %.3fs; bucket holds %d bytes after both\n",
-		r.up2.Totals.NewStored, r.up2.LoadIndex.Seconds(), r.stored)
-	fmt.Fprintf(w, "hangar upload peak RSS: %d MiB (first, signed), %d MiB (first, unsigned chunks), %d MiB (second)\n\n",
-		r.upSigned.MaxRSS>>20, r.up1.MaxRSS>>20, r.up2.MaxRSS>>20)
+	fmt.Fprintf(w, "hangar second upload: %d new bytes stored, index load %.3fs; with the digest record: %d new bytes stored, %d of %d non-zero bytes unchanged (not hashed); bucket holds %d bytes after all\n",
+		r.up2.Totals.NewStored, r.up2.LoadIndex.Seconds(), r.up2d.Totals.NewStored, r.up2d.Unchanged, r.up2d.Totals.NonZero, r.stored)
+	fmt.Fprintf(w, "hangar upload peak RSS: %d MiB (first, signed), %d MiB (first, unsigned chunks), %d MiB (second), %d MiB (second, record)\n",
+		r.upSigned.MaxRSS>>20, r.up1.MaxRSS>>20, r.up2.MaxRSS>>20, r.up2d.MaxRSS>>20)
+	fmt.Fprintf(w, "first / 1%%-changed upload: %.1f× wall, %.1f× CPU without a digest record; %.1f× wall, %.1f× CPU with it\n\n",
+		r.up1.Wall.Seconds()/r.up2.Wall.Seconds(), r.up1.CPU.Seconds()/r.up2.CPU.Seconds(),
+		r.up1.Wall.Seconds()/r.up2d.Wall.Seconds(), r.up1.CPU.Seconds()/r.up2d.CPU.Seconds())
 	q := r.ratios()
 	fmt.Fprintf(w, "target upload >= 1.3× baseline: %.2f× both signed %s, %.2f× both unsigned %s\n", q.upSigned, passFail(q.upSigned >= 1.3), q.upUnsigned, passFail(q.upUnsigned >= 1.3))
-	fmt.Fprintf(w, "target 1%%-changed upload >= 10× faster than the first: %.1f× %s\n", q.reupload, passFail(q.reupload >= 10))
+	fmt.Fprintf(w, "target 1%%-changed upload >= 10× faster than the first (same host, digest record): %.1f× %s (without a record: %.1f×)\n",
+		q.reuploadDigests, passFail(q.reuploadDigests >= 10), q.reupload)
 	fmt.Fprintf(w, "target download+decompress >= 2× baseline: %.2f× both without fsync %s, %.2f× both with fsync %s\n", q.down, passFail(q.down >= 2), q.downSync, passFail(q.downSync >= 2))
 	fmt.Fprintf(w, "target no more bytes stored than baseline (first snapshot): %d vs %d %s\n", t.Compressed, r.baseSize, passFail(t.Compressed <= r.baseSize))
 	fmt.Fprintf(w, "target upload peak RSS < 512 MiB: %d MiB %s\n", r.up1.MaxRSS>>20, passFail(r.up1.MaxRSS > 0 && r.up1.MaxRSS < 512<<20))
@@ -677,7 +729,8 @@ func summarise(w io.Writer, reps []*report) {
 	fmt.Fprintf(w, "\nover %d rounds:\n", len(reps))
 	fmt.Fprintf(w, "  upload vs baseline, both signed:        %s\n", pick(func(q ratios) float64 { return q.upSigned }))
 	fmt.Fprintf(w, "  upload vs baseline, both unsigned:      %s\n", pick(func(q ratios) float64 { return q.upUnsigned }))
-	fmt.Fprintf(w, "  first / 1%%-changed upload:              %s\n", pick(func(q ratios) float64 { return q.reupload }))
+	fmt.Fprintf(w, "  first / 1%%-changed upload, no record:   %s\n", pick(func(q ratios) float64 { return q.reupload }))
+	fmt.Fprintf(w, "  first / 1%%-changed upload, same host:   %s\n", pick(func(q ratios) float64 { return q.reuploadDigests }))
 	fmt.Fprintf(w, "  download vs baseline, neither fsyncs:   %s\n", pick(func(q ratios) float64 { return q.down }))
 	fmt.Fprintf(w, "  download vs baseline, both fsync:       %s\n", pick(func(q ratios) float64 { return q.downSync }))
 }
