@@ -63,6 +63,11 @@
 //	<data>/d/<8 hex>/                     a download in progress
 //	<data>/jobs/<snapshot id>.json        an active or failed upload job
 //	                                      (role standby or named)
+//	<data>/digest.key                     the host's secret chunk digest
+//	                                      key (0600, created once)
+//	<dir>/.<file>.digests                 beside a memory (or other
+//	                                      snapshot) file in r/, s/ or d/:
+//	                                      its chunk digests (digests.go)
 //
 // Ids from outside (instance and snapshot ids) are validated against
 // ^[a-z0-9][a-z0-9-]{0,62}$ before any path is built from them.
@@ -89,4 +94,14 @@
 // restored memory, a quarter second per half-used GiB on the benchmark
 // machine (docs/benchmarks.md). Standby still fsyncs: that memory file is
 // then the only copy.
+//
+// Chunk digests (storage/digests, digests.go) need no crash handling. A
+// record is MACed with the host key and checked against the file's size,
+// and it describes chunk contents by keyed digest, not a file by name or
+// time: a record left stale by a crash (the guest wrote on after it, a
+// NoSync download lost pages, a rename was lost) matches only the chunks
+// whose bytes are still the ones recorded, and a torn or lost record is
+// rejected or absent. Either way the upload is correct; it is only slower
+// for the chunks that no longer match. The key stays across restarts
+// (same data directory), so a restarted daemon still uses the records.
 package manager

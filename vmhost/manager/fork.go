@@ -148,6 +148,7 @@ func (m *Manager) forkLocal(ctx context.Context, base Instance, sid string, spec
 	if err != nil {
 		return fail(fmt.Errorf("copy memory file: %w", err))
 	}
+	m.copyDigests(filepath.Join(snapDir, vmhost.MemoryFile), filepath.Join(run, vmhost.MemoryFile))
 	for _, name := range []string{vmhost.DeviceStateFile, vmhost.SnapshotInfoFile} {
 		if _, err := copySparse(filepath.Join(snapDir, name), filepath.Join(run, name)); err != nil {
 			return fail(fmt.Errorf("copy %s: %w", name, err))

@@ -117,12 +117,15 @@ type Progress struct {
 	Total int64 `json:"total"`
 	// Raw counts raw bytes processed so far, NonZero those outside zero
 	// chunks, Compressed their stored size, Uploaded what was sent to the
-	// store, Deduplicated what was not sent because the store had it.
+	// store, Deduplicated what was not sent because the store had it,
+	// Unchanged the raw bytes whose chunk ids came from the file's chunk
+	// digests instead of hashing (storage/digests; digests.go).
 	Raw          int64 `json:"raw"`
 	NonZero      int64 `json:"nonzero"`
 	Compressed   int64 `json:"compressed"`
 	Uploaded     int64 `json:"uploaded"`
 	Deduplicated int64 `json:"deduplicated"`
+	Unchanged    int64 `json:"unchanged,omitempty"`
 }
 
 // Totals are a committed snapshot's sizes (from its manifest).

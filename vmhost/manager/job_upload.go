@@ -187,9 +187,11 @@ func (m *Manager) uploadOnce(ctx context.Context, jr *jobRun) (*snapshot.Manifes
 	}
 	m.loadIndex(ctx)
 	opts := snapshot.UploadOptions{
-		Cache: m.cache,
+		Cache:     m.cache,
+		DigestKey: m.digestKey, // unchanged chunks of a memory file restored or uploaded here are not hashed again
 		Progress: func(p snapshot.Progress) {
-			pr := Progress{Total: p.RawTotal, Raw: p.Raw, NonZero: p.NonZero, Compressed: p.Compressed, Uploaded: p.Uploaded, Deduplicated: p.Deduplicated}
+			pr := Progress{Total: p.RawTotal, Raw: p.Raw, NonZero: p.NonZero, Compressed: p.Compressed, Uploaded: p.Uploaded,
+				Deduplicated: p.Deduplicated, Unchanged: p.Unchanged}
 			m.jobUpdate(jr, false, func(j *Job, s *SnapshotRef) {
 				j.Progress = pr
 				if s != nil {

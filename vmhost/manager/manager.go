@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/storage/digests"
 	"github.com/hangar-vm/hangar/storage/snapshot"
 	"github.com/hangar-vm/hangar/vmhost"
 	"github.com/hangar-vm/hangar/vmhost/guest"
@@ -76,6 +77,8 @@ type Manager struct {
 	cache snapshot.ChunkCache
 	log   *slog.Logger
 	met   *instruments
+	// digestKey is the host's chunk digest key (digests.go); nil: off.
+	digestKey *digests.Key
 
 	// bg is the lifetime of background work (upload jobs, VM watchers);
 	// Close and Detach cancel it.
@@ -157,6 +160,7 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 	if err := m.dirs.init(); err != nil {
 		return nil, err
 	}
+	m.digestKey = loadDigestKey(cfg.DataDir, m.log)
 	if m.hv == nil {
 		s := cfg.QEMU
 		if s.Logger == nil {

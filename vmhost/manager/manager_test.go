@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/storage"
+	"github.com/hangar-vm/hangar/storage/digests"
 	"github.com/hangar-vm/hangar/storage/faulty"
 	"github.com/hangar-vm/hangar/vmhost"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
@@ -80,6 +82,16 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 		if _, err := os.Stat(hop.from.m.dirs.snapshotDir(sid)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("hop %d: local files not dropped after commit: %v", i, err)
 		}
+		// Hop 0's memory never had chunk digests (a fresh boot); later
+		// hops' memory was restored on this host, which recorded them,
+		// so the standby upload took unchanged chunks' ids from there.
+		// (The token written after each restore must still read back
+		// next hop: a changed chunk never keeps its old id.)
+		if p := done.Snapshot.Progress; (i == 0) != (p.Unchanged == 0) || p.Unchanged > p.NonZero {
+			t.Fatalf("hop %d: upload progress %+v: unchanged bytes wrong for a memory file restored here: %v", i, p, i > 0)
+		} else {
+			t.Logf("hop %d: %d of %d non-zero bytes unchanged since the restore (not hashed)", i, p.Unchanged, p.NonZero)
+		}
 		man, err := hop.to.repo.Manifest(ctx, sid)
 		if err != nil {
 			t.Fatalf("hop %d: manifest: %v", i, err)
@@ -113,6 +125,9 @@ func TestStandbyRestoreAcrossHosts(t *testing.T) {
 		}
 		if i == 0 && hop.to.counter("hangar.host.restore.chunks", attribute.String("source", "store")) == storeChunks {
 			t.Fatalf("hop 0: restore on a host with an empty cache fetched nothing from the store")
+		}
+		if _, err := os.Stat(digests.PathFor(filepath.Join(r.RunDir, vmhost.MemoryFile))); err != nil {
+			t.Fatalf("hop %d: the restored memory file has no chunk digests: %v", i, err)
 		}
 		c := hop.to.agentOf(id)
 		checkResumed(t, c, token, before)

@@ -298,7 +298,9 @@ func (m *Manager) fetch(ctx context.Context, man *snapshot.Manifest) (string, er
 	// NoSync: the downloaded memory becomes live guest RAM, and the
 	// committed snapshot in the store is its durable copy (doc.go, "Crash
 	// safety"); the download is still renamed into place whole.
-	st, err := m.repo.Download(ctx, man, dl, snapshot.DownloadOptions{Cache: m.cache, NoSync: true})
+	// DigestKey: the files get their chunk digests, so the standby after
+	// this restore re-uploads only what the guest changed.
+	st, err := m.repo.Download(ctx, man, dl, snapshot.DownloadOptions{Cache: m.cache, NoSync: true, DigestKey: m.digestKey})
 	if err != nil {
 		removeAll(dl)
 		return "", fmt.Errorf("download snapshot %s: %w", man.ID, err)

@@ -189,6 +189,7 @@ func (m *Manager) fromNamedFiles(ctx context.Context, e *entry, sid string) (vmh
 			return fail(fmt.Errorf("copy %s: %w", name, err))
 		}
 	}
+	m.copyDigests(filepath.Join(snapDir, vmhost.MemoryFile), filepath.Join(run, vmhost.MemoryFile))
 	m.met.prepared(sourceLocal, time.Since(start), snapshot.DownloadStats{})
 	vm, err := m.resume(ctx, e, run)
 	if err != nil {

@@ -190,6 +190,7 @@ func (m *Manager) Snapshot(ctx context.Context, id string, spec SnapshotSpec) (N
 		if in.State != StateRunning || e.vm == nil {
 			return NamedSnapshot{}, invalidState("take a standby snapshot of", &in, StateRunning)
 		}
+		liveMemory := e.vm.Paths().Memory
 		info, err := e.vm.Snapshot(ctx, dir)
 		if err != nil {
 			removeAll(dir)
@@ -202,6 +203,7 @@ func (m *Manager) Snapshot(ctx context.Context, id string, spec SnapshotSpec) (N
 			return NamedSnapshot{}, fmt.Errorf("snapshot instance %s: %w", id, err)
 		}
 		meta.Created = info.Created.UTC()
+		m.copyDigests(liveMemory, filepath.Join(dir, vmhost.MemoryFile))
 		m.log.Info("named snapshot taken", "instance", id, "snapshot", sid, "name", spec.Name, "kind", spec.Kind,
 			"compression", setting.String(), "pause", info.PauseDuration, "durable_after", time.Since(start))
 	case KindStopped:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/hangar-vm/hangar/compression"
@@ -117,6 +118,7 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 		return m.current(e), err
 	}
 	start := time.Now()
+	liveMemory := e.vm.Paths().Memory
 	info, err := e.vm.Standby(ctx, dir)
 	if err != nil {
 		removeAll(dir)
@@ -133,6 +135,7 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 		}
 		return m.current(e), fmt.Errorf("standby instance %s: %w", id, err)
 	}
+	m.moveDigests(liveMemory, filepath.Join(dir, vmhost.MemoryFile)) // the memory file moved there
 	m.log.Info("instance on standby", "instance", id, "snapshot", sid, "compression", setting.String(),
 		"pause", info.PauseDuration, "durable_after", time.Since(start))
 	if err := m.parked(e, sid, opts.Name, setting, info.Created); err != nil {
