@@ -283,3 +283,39 @@ func BenchmarkReupload(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDownloadDigests downloads from an in-memory store into a fresh
+// directory per iteration (NoSync, no cache), without and with the host
+// digest key: the cost of recording the restored file's chunk digests
+// (DownloadOptions.DigestKey), in CPU-seconds per GiB of raw data.
+func BenchmarkDownloadDigests(b *testing.B) {
+	p, size := benchFile(b)
+	r := newRepo(b, newMem())
+	m, err := r.Upload(context.Background(), info("bench", zstd1()), []FileSource{{Name: "memory", Path: p}}, UploadOptions{ChunkSize: chunk.DefaultSize})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, arm := range []string{"none", "digests"} {
+		b.Run(arm, func(b *testing.B) {
+			opts := DownloadOptions{NoSync: true}
+			if arm == "digests" {
+				opts.DigestKey = digestKey(b, 1)
+			}
+			b.SetBytes(size)
+			var cpu time.Duration
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				dir := b.TempDir()
+				c0 := processCPU()
+				b.StartTimer()
+				if _, err := r.Download(context.Background(), m, dir, opts); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				cpu += processCPU() - c0
+				b.StartTimer()
+			}
+			b.ReportMetric(cpu.Seconds()/float64(b.N)/(float64(size)/(1<<30)), "CPU-s/GiB")
+		})
+	}
+}
