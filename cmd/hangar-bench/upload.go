@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -77,13 +78,14 @@ func runUpload(ctx context.Context, args []string) error {
 	child := fs.String("child", "", "internal: run one hangar upload (snapshot id) and print its result as JSON")
 	unsigned := fs.Bool("unsigned", false, "internal: -child sends chunk bodies as UNSIGNED-PAYLOAD")
 	keyFile := fs.String("digest-key", "", "internal: -child uploads with this host digest key file")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the 1%-changed upload with a digest record (its child process, last round) to this file")
 	endpoint := fs.String("endpoint", "", "internal: MinIO endpoint for -child")
 	bucket := fs.String("bucket", "", "internal: bucket for -child")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *child != "" {
-		return uploadChild(ctx, *child, *endpoint, *bucket, *input, *keyFile, *uploaders, *unsigned)
+		return uploadChild(ctx, *child, *endpoint, *bucket, *input, *keyFile, *cpuProfile, *uploaders, *unsigned)
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
@@ -140,7 +142,7 @@ func runUpload(ctx context.Context, args []string) error {
 		return err
 	}
 	env := benchEnv{ctx: ctx, srv: srv, minioPID: minioPID, self: self, input: *input, changed: changedPath, changedDigests: changedDigests,
-		keyFile: filepath.Join(work, "host", "digest.key"), work: work,
+		keyFile: filepath.Join(work, "host", "digest.key"), work: work, cpuProfile: *cpuProfile,
 		uploaders: *uploaders, concurrency: *concurrency, part: uint64(part), threads: *threads}
 	var reps []*report
 	for i := range *rounds {
@@ -169,6 +171,7 @@ type benchEnv struct {
 	input, changed, work   string
 	changedDigests         string // changed otherwise, for the arm with a digest record
 	keyFile                string // the host's digest key
+	cpuProfile             string // of the same-host 1%-changed child
 	uploaders, concurrency int
 	part                   uint64
 	threads                uint
@@ -184,9 +187,12 @@ func (e *benchEnv) round(i int) (*report, error) {
 		}
 	}
 	rep := &report{}
-	runChild := func(id, bucket, path string, unsigned bool, keyFile string) (childResult, error) {
+	runChild := func(id, bucket, path string, unsigned bool, keyFile string, profile ...string) (childResult, error) {
 		cmd := exec.CommandContext(ctx, e.self, "upload", "-child", id, "-endpoint", srv.Endpoint, "-bucket", bucket,
 			"-input", path, "-uploaders", fmt.Sprint(e.uploaders), fmt.Sprintf("-unsigned=%v", unsigned), "-digest-key", keyFile)
+		if len(profile) > 0 && profile[0] != "" {
+			cmd.Args = append(cmd.Args, "-cpuprofile", profile[0])
+		}
 		cmd.Env = append(os.Environ(), "HANGAR_BENCH_ACCESS_KEY="+srv.AccessKey, "HANGAR_BENCH_SECRET_KEY="+srv.SecretKey)
 		cmd.Stderr = os.Stderr
 		m0 := procCPU(e.minioPID)
@@ -223,7 +229,7 @@ func (e *benchEnv) round(i int) (*report, error) {
 	if err := os.WriteFile(digests.PathFor(e.changedDigests), rec, 0o600); err != nil {
 		return nil, err
 	}
-	if rep.up2d, err = runChild("second-digests", hangarBucket, e.changedDigests, true, e.keyFile); err != nil {
+	if rep.up2d, err = runChild("second-digests", hangarBucket, e.changedDigests, true, e.keyFile, e.cpuProfile); err != nil {
 		return nil, err
 	}
 	if rep.up2d.Unchanged == 0 {
@@ -302,7 +308,18 @@ type childResult struct {
 
 // uploadChild is one hangar upload in its own process: open the store,
 // load the index (a fresh process knows nothing), upload, report.
-func uploadChild(ctx context.Context, id, endpoint, bucket, input, keyFile string, uploaders int, unsigned bool) error {
+func uploadChild(ctx context.Context, id, endpoint, bucket, input, keyFile, cpuProfile string, uploaders int, unsigned bool) error {
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	store, err := openStore(ctx, endpoint, bucket, os.Getenv("HANGAR_BENCH_ACCESS_KEY"), os.Getenv("HANGAR_BENCH_SECRET_KEY"), unsigned)
 	if err != nil {
 		return err
