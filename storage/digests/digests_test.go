@@ -177,7 +177,7 @@ func TestMarshalRefusesBadRecords(t *testing.T) {
 	for _, r := range []*Record{
 		{Size: -1, ChunkSize: chunk.DefaultSize},
 		{Size: 10, ChunkSize: 3},
-		{Size: 10, ChunkSize: chunk.DefaultSize},                       // 0 entries for 1 chunk
+		{Size: 10, ChunkSize: chunk.DefaultSize},                          // 0 entries for 1 chunk
 		{Size: 10, ChunkSize: chunk.DefaultSize, Chunks: []Entry{{}, {}}}, // 2 for 1
 	} {
 		if _, err := k.Marshal(r); err == nil {
