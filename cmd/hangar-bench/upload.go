@@ -726,7 +726,7 @@ func (r *report) print(w io.Writer) {
 		r.up1.Wall.Seconds()/r.up2d.Wall.Seconds(), r.up1.CPU.Seconds()/r.up2d.CPU.Seconds())
 	q := r.ratios()
 	fmt.Fprintf(w, "target upload >= 1.3× baseline: %.2f× both signed %s, %.2f× both unsigned %s\n", q.upSigned, passFail(q.upSigned >= 1.3), q.upUnsigned, passFail(q.upUnsigned >= 1.3))
-	fmt.Fprintf(w, "target 1%%-changed upload >= 10× faster than the first (same host, digest record): %.1f× %s (without a record: %.1f×)\n",
+	fmt.Fprintf(w, "target 1%%-changed upload >= 10× faster than the first (same host, digest record): %.2f× %s (without a record: %.2f×)\n",
 		q.reuploadDigests, passFail(q.reuploadDigests >= 10), q.reupload)
 	fmt.Fprintf(w, "target download+decompress >= 2× baseline: %.2f× both without fsync %s, %.2f× both with fsync %s\n", q.down, passFail(q.down >= 2), q.downSync, passFail(q.downSync >= 2))
 	fmt.Fprintf(w, "target no more bytes stored than baseline (first snapshot): %d vs %d %s\n", t.Compressed, r.baseSize, passFail(t.Compressed <= r.baseSize))
