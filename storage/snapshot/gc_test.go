@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -255,5 +256,36 @@ func TestVerifyReports(t *testing.T) {
 	wantRefs := []Ref{{"one", "memory", 2}, {"two", "memory", 2}}
 	if !slices.Equal(rep.Corrupt[0].Refs, wantRefs) {
 		t.Fatalf("corrupt refs %+v, want %+v", rep.Corrupt[0].Refs, wantRefs)
+	}
+}
+
+// lockRefusingStore fails every write of an upload lock.
+type lockRefusingStore struct{ *countingStore }
+
+var errLockRefused = errors.New("lock write refused")
+
+func (s lockRefusingStore) Put(ctx context.Context, key string, r io.ReadSeeker, size int64) error {
+	if strings.HasPrefix(key, uploadLockPrefix) {
+		return errLockRefused
+	}
+	return s.countingStore.Put(ctx, key, r, size)
+}
+
+// TestUploadFailsWithoutLock: the chunker starts before the upload lock is
+// held (Upload overlaps the two); when the lock cannot be written the
+// upload fails with that error and stores nothing.
+func TestUploadFailsWithoutLock(t *testing.T) {
+	st := lockRefusingStore{newCounting(newMem())}
+	r := newRepo(t, st)
+	p := writeFile(t, t.TempDir(), "memory", testFile(16*testChunk, 28))
+	_, err := r.Upload(context.Background(), info("nolock", zstd1()), []FileSource{{Name: "memory", Path: p}}, UploadOptions{ChunkSize: testChunk})
+	if !errors.Is(err, errLockRefused) {
+		t.Fatalf("err = %v, want the lock's error", err)
+	}
+	if n := st.creates.Load(); n != 0 {
+		t.Fatalf("%d chunk creates without the upload lock", n)
+	}
+	if got := keys(t, st, ""); len(got) != 0 {
+		t.Fatalf("store holds %v after a failed upload", got)
 	}
 }

@@ -54,6 +54,8 @@ type heldLock struct {
 	lastOK  atomic.Int64
 	stop    chan struct{}
 	stopped sync.WaitGroup
+	// cancel aborts a refresh in flight (set by keepFresh).
+	cancel context.CancelFunc
 }
 
 func randomHex(n int) string {
@@ -88,10 +90,14 @@ func (l *heldLock) put(ctx context.Context) error {
 	return nil
 }
 
-// keepFresh rewrites the lock every LockRefresh until release. A failed
-// refresh is logged and tried again at the next tick; check reports when
-// failures have lasted long enough for others to call the lock stale.
+// keepFresh rewrites the lock every LockRefresh until release, whatever
+// becomes of ctx (its values are kept): a lock may be taken under a shorter
+// context than the work it guards (Upload takes it beside its pipeline),
+// and release always follows. A failed refresh is logged and tried again at
+// the next tick; check reports when failures have lasted long enough for
+// others to call the lock stale.
 func (l *heldLock) keepFresh(ctx context.Context) {
+	ctx, l.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	l.stopped.Add(1)
 	go func() {
 		defer l.stopped.Done()
@@ -101,10 +107,8 @@ func (l *heldLock) keepFresh(ctx context.Context) {
 			select {
 			case <-l.stop:
 				return
-			case <-ctx.Done():
-				return
 			case <-t.C:
-				if err := l.put(ctx); err != nil && ctx.Err() == nil {
+				if err := l.put(ctx); err != nil && ctx.Err() == nil { // not cut short by release
 					l.r.log.Warn("refresh lock failed", "lock", l.key, "err", err)
 				}
 			}
@@ -128,6 +132,9 @@ func (l *heldLock) check() error {
 // goes stale).
 func (l *heldLock) release(ctx context.Context) {
 	close(l.stop)
+	if l.cancel != nil {
+		l.cancel()
+	}
 	l.stopped.Wait()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

@@ -167,26 +167,49 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 		srcs = append(srcs, openSource{name: fs.Name, path: fs.Path, f: f, size: st.Size()})
 	}
 
-	existing, err := r.Manifest(ctx, snap.ID)
-	switch {
-	case errors.Is(err, storage.ErrNotFound):
-		existing = nil
-	case err != nil:
-		return nil, fmt.Errorf("upload snapshot %s: %w", snap.ID, err)
-	}
-
-	lock, err := r.lockUpload(ctx, snap.ID)
-	if err != nil {
-		return nil, fmt.Errorf("upload snapshot %s: %w", snap.ID, err)
-	}
-	defer lock.release(ctx)
-	if err := r.refreshIndex(ctx); err != nil {
-		return nil, fmt.Errorf("upload snapshot %s: %w", snap.ID, err)
-	}
-	if existing != nil {
-		// Its chunks are stored and referenced, so GC keeps them: a retry
-		// of a committed upload only reads and hashes.
-		r.indexManifest(existing)
+	// The store round trips that must precede every decision about a
+	// chunk (the manifest check, the upload lock, the index refresh) run
+	// while the chunker already reads, digests and hashes: the pipeline
+	// waits for them where it first asks the index whether a chunk is
+	// stored, so nothing is skipped on a stale index and nothing is
+	// written to the store before the lock is held.
+	var lock *heldLock
+	defer func() {
+		if lock != nil {
+			lock.release(ctx)
+		}
+	}()
+	prepare := func(ctx context.Context) error {
+		var existing *Manifest
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error {
+			m, err := r.Manifest(gctx, snap.ID)
+			switch {
+			case errors.Is(err, storage.ErrNotFound):
+			case err != nil:
+				return err
+			default:
+				existing = m
+			}
+			return nil
+		})
+		g.Go(func() error {
+			l, err := r.lockUpload(gctx, snap.ID)
+			lock = l
+			return err
+		})
+		if err := g.Wait(); err != nil {
+			return err
+		}
+		if err := r.refreshIndex(ctx); err != nil {
+			return err
+		}
+		if existing != nil {
+			// Its chunks are stored and referenced, so GC keeps them: a
+			// retry of a committed upload only reads and hashes.
+			r.indexManifest(existing)
+		}
+		return nil
 	}
 
 	created := snap.Created
@@ -205,7 +228,7 @@ func (r *Repo) Upload(ctx context.Context, snap Info, files []FileSource, opts U
 		Compression:    Compression{Algorithm: string(snap.Compression.Algorithm), Level: snap.Compression.Level},
 		Labels:         snap.Labels,
 	}
-	newStored, records, err := r.uploadFiles(ctx, m, srcs, codec, opts)
+	newStored, records, err := r.uploadFiles(ctx, m, srcs, codec, opts, prepare)
 	if err != nil {
 		return nil, fmt.Errorf("upload snapshot %s: %w", snap.ID, err)
 	}
@@ -324,8 +347,9 @@ type queued struct {
 
 // uploadFiles runs the pipeline over every file and fills m.Files. It
 // returns the stored bytes it wrote and, with opts.DigestKey, each file's
-// chunk digests.
-func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, codec compression.Codec, opts UploadOptions) (int64, []fileDigests, error) {
+// chunk digests. prepare runs beside the chunker; no chunk is looked up in
+// the index, and so none is queued for upload, before it returned nil.
+func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, codec compression.Codec, opts UploadOptions, prepare func(context.Context) error) (int64, []fileDigests, error) {
 	cs := int64(opts.ChunkSize)
 	var total Progress
 	m.Files = make([]File, len(srcs))
@@ -344,6 +368,22 @@ func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, 
 
 	queue := make(chan queued, opts.Uploaders)
 	g, gctx := errgroup.WithContext(ctx)
+	ready := make(chan struct{})
+	g.Go(func() error {
+		if err := prepare(gctx); err != nil {
+			return err
+		}
+		close(ready)
+		return nil
+	})
+	known := func(id chunk.ID) bool {
+		select {
+		case <-ready:
+			return r.index.has(id)
+		case <-gctx.Done():
+			return false // the chunk goes nowhere: its sender sees gctx done
+		}
+	}
 	g.Go(func() error {
 		defer close(queue)
 		for fi, s := range srcs {
@@ -353,7 +393,7 @@ func (r *Repo) uploadFiles(ctx context.Context, m *Manifest, srcs []openSource, 
 				Workers:   opts.Workers,
 				Buffers:   opts.Buffers,
 				Codec:     codec,
-				Known:     r.index.has,
+				Known:     known,
 			}
 			var rec *fileDigests
 			if opts.DigestKey != nil {
