@@ -93,7 +93,7 @@ type Stats struct {
 // Convert copies the migration stream r to w without the page records of
 // the RAM block named block, which it writes to mem. It reads r to its
 // end. It holds a few buffers and a bitmap of one bit per page of the
-// block, whatever the stream's length. On error, what was written to w
+// block (allocated as pages arrive), whatever the stream's length. On error, what was written to w
 // and mem is incomplete and must be discarded.
 func Convert(r io.Reader, w io.Writer, mem Memory, block string) (Stats, error) {
 	c := &converter{
@@ -140,7 +140,7 @@ type converter struct {
 	ignoreShared bool
 	blocks       map[string]*ramBlock
 	tblock       *ramBlock // the target block, once MEM_SIZE named it
-	written      []uint64  // target pages holding data in mem
+	written      pageSet   // target pages holding data in mem
 	lastIn       *ramBlock // block of the last page record read
 	lastOut      *ramBlock // block of the last page record written
 	ramID        uint32
@@ -389,7 +389,7 @@ func (c *converter) ram(setup bool) error {
 		if err != nil {
 			return err
 		}
-		addr, flags := int64(v&^(pageSize-1)), v&(pageSize-1)
+		addr, flags := v&^(pageSize-1), v&(pageSize-1)
 		switch {
 		case flags&flagXBZRLE != 0:
 			return fmt.Errorf("%w: xbzrle page (capability xbzrle)", ErrUnsupported)
@@ -436,7 +436,7 @@ func (c *converter) ram(setup bool) error {
 // blockList copies the MEM_SIZE record: the total of the blocks' lengths,
 // then each block's id and length (and, with x-ignore-shared, the address
 // of its memory region).
-func (c *converter) blockList(v uint64, total int64) error {
+func (c *converter) blockList(v uint64, total uint64) error {
 	b := binary.BigEndian.AppendUint64(nil, v)
 	c.blocks = map[string]*ramBlock{}
 	for total > 0 {
@@ -458,7 +458,7 @@ func (c *converter) blockList(v uint64, total int64) error {
 			}
 			b = binary.BigEndian.AppendUint64(b, mr)
 		}
-		if length == 0 || length > uint64(total) {
+		if length == 0 || length > total {
 			return fmt.Errorf("%w: block %q of %d bytes, %d left in the list", ErrMalformed, id, length, total)
 		}
 		if _, dup := c.blocks[id]; dup {
@@ -466,23 +466,26 @@ func (c *converter) blockList(v uint64, total int64) error {
 		}
 		blk := &ramBlock{id: id, length: int64(length)}
 		c.blocks[id] = blk
-		total -= int64(length)
+		total -= length
 		if id == c.target {
 			if length%pageSize != 0 {
 				return fmt.Errorf("%w: block %q length %d not a whole number of pages", ErrMalformed, id, length)
+			}
+			if length > maxBlockBytes {
+				return fmt.Errorf("%w: block %q of %d bytes, more than %d", ErrUnsupported, id, length, uint64(maxBlockBytes))
 			}
 			if err := c.mem.Truncate(int64(length)); err != nil {
 				return fmt.Errorf("size memory file: %w", err)
 			}
 			c.tblock = blk
 			c.stats.BlockBytes = int64(length)
-			c.written = make([]uint64, (length/pageSize+63)/64)
+			c.written = newPageSet(length / pageSize)
 		}
 	}
 	return c.emit(b)
 }
 
-func (c *converter) page(v uint64, addr int64, flags uint64) error {
+func (c *converter) page(v uint64, addr uint64, flags uint64) error {
 	var blk *ramBlock
 	var idstr string
 	if flags&flagContinue != 0 {
@@ -501,7 +504,9 @@ func (c *converter) page(v uint64, addr int64, flags uint64) error {
 		}
 	}
 	c.lastIn = blk
-	if addr+pageSize > blk.length {
+	// Kept pages need only start inside their block; the target's
+	// must fit whole (its length is a whole number of pages).
+	if addr >= uint64(blk.length) || (blk == c.tblock && uint64(blk.length)-addr < pageSize) {
 		return fmt.Errorf("%w: page at %#x outside block %q (%d bytes)", ErrMalformed, addr, blk.id, blk.length)
 	}
 	var data []byte
@@ -517,10 +522,10 @@ func (c *converter) page(v uint64, addr int64, flags uint64) error {
 	if blk == c.tblock {
 		if flags&flagZero != 0 {
 			c.stats.ZeroPages++
-			return c.zeroPage(addr, data[0])
+			return c.zeroPage(int64(addr), data[0])
 		}
 		c.stats.Pages++
-		return c.dataPage(addr, data)
+		return c.dataPage(int64(addr), data)
 	}
 	c.stats.OtherPages++
 	// Every block change in the input names the block, and the target's
@@ -595,18 +600,45 @@ func (c *converter) flushRun() error {
 	return nil
 }
 
-func (c *converter) mark(addr int64, on bool) {
-	i := addr / pageSize
+func (c *converter) mark(addr int64, on bool) { c.written.set(uint64(addr)/pageSize, on) }
+
+func (c *converter) marked(addr int64) bool { return c.written.has(uint64(addr) / pageSize) }
+
+// maxBlockBytes bounds the target block (16 TiB): its page set's index
+// is one pointer per 128 MiB of it.
+const maxBlockBytes = 1 << 44
+
+// pageSet is a bitmap of pages allocated 4 KiB (128 MiB of guest RAM) at
+// a time, where a bit is first set: a block's length in the stream costs
+// no memory until its pages arrive.
+type pageSet struct{ chunks []*[512]uint64 }
+
+const pagesPerChunk = 512 * 64
+
+func newPageSet(pages uint64) pageSet {
+	return pageSet{chunks: make([]*[512]uint64, (pages+pagesPerChunk-1)/pagesPerChunk)}
+}
+
+func (s *pageSet) set(i uint64, on bool) {
+	c := s.chunks[i/pagesPerChunk]
+	if c == nil {
+		if !on {
+			return
+		}
+		c = new([512]uint64)
+		s.chunks[i/pagesPerChunk] = c
+	}
+	w, bit := (i%pagesPerChunk)/64, uint64(1)<<(i%64)
 	if on {
-		c.written[i/64] |= 1 << (i % 64)
+		c[w] |= bit
 	} else {
-		c.written[i/64] &^= 1 << (i % 64)
+		c[w] &^= bit
 	}
 }
 
-func (c *converter) marked(addr int64) bool {
-	i := addr / pageSize
-	return c.written[i/64]&(1<<(i%64)) != 0
+func (s *pageSet) has(i uint64) bool {
+	c := s.chunks[i/pagesPerChunk]
+	return c != nil && c[(i%pagesPerChunk)/64]&(1<<(i%64)) != 0
 }
 
 // emit writes b to the output, after a pending section header.
