@@ -88,6 +88,7 @@ type Stats struct {
 	Pages      int64 // data pages of the block written to Memory
 	ZeroPages  int64 // zero pages of the block (holes in Memory)
 	OtherPages int64 // page records of other blocks, kept in the stream
+	TailBytes  int64 // device sections and end of stream, copied as they are
 }
 
 // Convert copies the migration stream r to w without the page records of
@@ -656,16 +657,17 @@ func (c *converter) emit(b []byte) error {
 	return nil
 }
 
+// read returns the next n bytes (at most the buffer's size), in the read
+// buffer: they are valid until the next read, so callers copy what they
+// keep.
 func (c *converter) read(n int) ([]byte, error) {
 	b, err := c.br.Peek(n)
 	if err != nil {
 		return nil, c.readErr(err)
 	}
-	out := make([]byte, n)
-	copy(out, b)
-	c.br.Discard(n)
+	c.br.Discard(n) // buffered already: no read, b stays valid
 	c.pos += int64(n)
-	return out, nil
+	return b, nil
 }
 
 func (c *converter) readByte() (byte, error) {

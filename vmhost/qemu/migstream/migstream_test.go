@@ -115,7 +115,7 @@ func TestConvertSample(t *testing.T) {
 	if !bytes.Equal(mem.data(), sampleMemory()) {
 		t.Fatal("memory file differs")
 	}
-	want2 := Stats{InBytes: int64(len(in)), OutBytes: int64(len(want)), BlockBytes: 16 * pageSize, Pages: 5, ZeroPages: 3, OtherPages: 4}
+	want2 := Stats{InBytes: int64(len(in)), OutBytes: int64(len(want)), BlockBytes: 16 * pageSize, Pages: 5, ZeroPages: 3, OtherPages: 4, TailBytes: 155}
 	if st != want2 {
 		t.Errorf("stats = %+v, want %+v", st, want2)
 	}

@@ -22,6 +22,7 @@ func (c *converter) tail(head []byte) error {
 		return err
 	}
 	s := &tailScan{}
+	defer func() { c.stats.TailBytes = s.n }()
 	s.Write(head)
 	if err := c.emit(head); err != nil {
 		return err
