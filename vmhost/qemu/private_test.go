@@ -101,6 +101,41 @@ func TestPrivateMemoryStandby(t *testing.T) {
 		t.Error("snapshot of a private-memory VM: no error")
 	}
 
+	// A standby cancelled while the RAM streams leaves no file, and the
+	// guest running. The cancel lands once the converter has sized its
+	// memory file, that is once QEMU's stream has begun.
+	t.Run("cancelled", func(t *testing.T) {
+		dir := filepath.Join(root, "cancelled")
+		cctx, ccancel := context.WithCancel(ctx)
+		defer ccancel()
+		go func() {
+			for cctx.Err() == nil {
+				tmps, _ := filepath.Glob(filepath.Join(dir, "."+vmhost.MemoryFile+".tmp-*"))
+				for _, p := range tmps {
+					if st, err := os.Stat(p); err == nil && st.Size() > 0 {
+						ccancel()
+					}
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+		if _, err := vm2.Standby(cctx, dir); err == nil {
+			t.Fatal("standby cancelled while streaming: no error")
+		}
+		if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+			t.Errorf("cancelled standby left %v", ents)
+		}
+		if vm2.State() != vmhost.StateRunning {
+			t.Fatalf("after a cancelled standby the vm is %s", vm2.State())
+		}
+		if got, err := c.ReadFile(ctx, "/run/token2"); err != nil || string(got) != token2 {
+			t.Fatalf("token2 after a cancelled standby = %q, %v", got, err)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
 	snap2 := filepath.Join(root, "snap2")
 	info, err := vm2.Standby(ctx, snap2)
 	if err != nil {

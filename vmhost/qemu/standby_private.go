@@ -128,6 +128,6 @@ func (v *VM) saveConverted(ctx context.Context, dir string) (_ int64, err error)
 	st := res.stats
 	v.d.log.Info("private ram converted", "vm", v.m.Config.Name, "stream_bytes", st.InBytes,
 		"device_state_bytes", st.OutBytes, "pages", st.Pages, "zero_pages", st.ZeroPages,
-		"took", convert, "mb_per_s", float64(st.InBytes)/1e6/convert.Seconds())
+		"took", convert, "mb_per_s", float64(st.InBytes)/1e6/convert.Seconds(), "synced_after", time.Since(start))
 	return st.OutBytes, nil
 }
