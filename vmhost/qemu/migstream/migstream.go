@@ -399,7 +399,7 @@ func (c *converter) ram(setup bool) error {
 		case flags&flagHook != 0:
 			return fmt.Errorf("%w: RDMA hook record", ErrUnsupported)
 		case flags&flagMultifdFlush != 0:
-			return fmt.Errorf("%w: multifd flush record (QEMU 8.0 or later, or multifd)", ErrUnsupported)
+			return fmt.Errorf("%w: multifd flush record (QEMU 8 or later, multifd)", ErrUnsupported)
 		case flags&^(flagZero|flagMemSize|flagPage|flagEOS|flagContinue) != 0:
 			return fmt.Errorf("%w: ram record flags %#x", ErrMalformed, flags)
 		}
