@@ -120,7 +120,7 @@ func (d *Driver) Start(ctx context.Context, cfg vmhost.Config) (vmhost.VM, error
 	if err := createSparse(cfg.MemoryPath, int64(cfg.MemoryMiB)<<20); err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
-	m := machineArgs{Machine: d.machine, Accel: d.s.Accel, CPU: d.s.CPU, Config: cfg}
+	m := machineArgs{Machine: d.machine, Accel: d.s.Accel, CPU: d.s.CPU, Config: cfg, Private: d.s.PrivateMemory}
 	return d.launch(ctx, m, "", "")
 }
 
@@ -171,7 +171,7 @@ func (d *Driver) Restore(ctx context.Context, cfg vmhost.Config, src vmhost.Rest
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restore vm: %w", err)
 	}
-	m := machineArgs{Machine: info.Machine, Accel: d.s.Accel, CPU: info.CPU, Config: cfg, Incoming: true}
+	m := machineArgs{Machine: info.Machine, Accel: d.s.Accel, CPU: info.CPU, Config: cfg, Incoming: true, Private: d.s.PrivateMemory}
 	if m.Machine == "" {
 		m.Machine = d.machine
 	}

@@ -298,7 +298,8 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 		return info, fmt.Errorf("standby: %w", err)
 	}
 	if memDst != v.paths.Memory {
-		if err := sameFilesystem(dir, v.paths.Memory); err != nil {
+		// Private memory writes a new file; shared memory renames its own.
+		if err := sameFilesystem(dir, v.paths.Memory); err != nil && !v.m.Private {
 			return info, fmt.Errorf("standby: %w: %w", vmhost.ErrInvalidConfig, err)
 		}
 		if _, err := os.Lstat(memDst); err == nil {
@@ -312,9 +313,13 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	err := v.execute(ctx, "stop", nil, nil)
 	if err == nil {
 		v.setState(vmhost.StatePaused)
-		devBytes, err = v.saveDeviceState(ctx, dir)
+		if v.m.Private {
+			devBytes, err = v.saveConverted(ctx, dir)
+		} else {
+			devBytes, err = v.saveDeviceState(ctx, dir)
+		}
 	}
-	if err == nil {
+	if err == nil && !v.m.Private {
 		err = syncFile(v.paths.Memory)
 	}
 	if err != nil {
@@ -335,7 +340,7 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	// The files are durable: from here on the VM is parked whatever happens
 	// to the process.
 	v.quit(ctx)
-	if memDst != v.paths.Memory {
+	if memDst != v.paths.Memory && !v.m.Private {
 		if err := os.Rename(v.paths.Memory, memDst); err != nil {
 			return info, fmt.Errorf("standby: move memory file: %w", err)
 		}
@@ -364,6 +369,9 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	prev := v.State()
 	if prev != vmhost.StateRunning && prev != vmhost.StatePaused {
 		return info, fmt.Errorf("snapshot vm %s: %w: %s", v.m.Config.Name, vmhost.ErrInvalidState, prev)
+	}
+	if v.m.Private {
+		return info, fmt.Errorf("snapshot vm %s: %w: its memory is private (share=off); only standby parks it", v.m.Config.Name, vmhost.ErrInvalidState)
 	}
 	cfg := v.m.Config
 	memDst := filepath.Join(dir, vmhost.MemoryFile)
