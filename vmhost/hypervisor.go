@@ -292,6 +292,13 @@ type RestoreSource struct {
 	Dir string
 	// MemoryPath is the memory file to run from; default Dir/memory.
 	MemoryPath string
+	// PrivateMemory maps the memory file private (copy-on-write): the
+	// guest's writes never reach the file, which may then be read-only,
+	// shared by several restores, or served lazily (a FUSE file whose
+	// chunks are fetched on first touch, docs/lazy-restore.md). Such a VM
+	// cannot stand by or snapshot (its RAM is not in a file) until a
+	// migration stream that carries RAM is supported.
+	PrivateMemory bool
 }
 
 // Paths are a VM's files on the host.

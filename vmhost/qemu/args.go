@@ -27,6 +27,8 @@ type machineArgs struct {
 	CPU      string        `json:"cpu"`
 	Config   vmhost.Config `json:"config"`
 	Incoming bool          `json:"incoming,omitempty"`
+	// PrivateMemory maps the memory file share=off (RestoreSource).
+	PrivateMemory bool `json:"private_memory,omitempty"`
 }
 
 func paths(cfg vmhost.Config) vmhost.Paths {
@@ -53,8 +55,9 @@ func (m machineArgs) args() []string {
 		"-m", fmt.Sprintf("%dM", cfg.MemoryMiB),
 		"-smp", strconv.Itoa(cfg.VCPUs),
 		// Guest RAM is the file itself (share=on): after a pause the file is
-		// the memory image, so a snapshot writes no RAM at all.
-		"-object", fmt.Sprintf("memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=on", cfg.MemoryMiB, cfg.MemoryPath),
+		// the memory image, so a snapshot writes no RAM at all. With
+		// PrivateMemory it is a private copy-on-write mapping of the file.
+		"-object", fmt.Sprintf("memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=%s", cfg.MemoryMiB, cfg.MemoryPath, onOff(!m.PrivateMemory)),
 		"-kernel", cfg.Boot.Kernel,
 	}
 	if cfg.Boot.Initrd != "" {
@@ -82,4 +85,11 @@ func (m machineArgs) args() []string {
 		a = append(a, "-incoming", "defer")
 	}
 	return a
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

@@ -292,6 +292,11 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	if prev != vmhost.StateRunning && prev != vmhost.StatePaused {
 		return info, fmt.Errorf("standby vm %s: %w: %s", v.m.Config.Name, vmhost.ErrInvalidState, prev)
 	}
+	if v.m.PrivateMemory {
+		// x-ignore-shared skips shared RAM only: the stream would carry all
+		// of RAM and the memory file would not hold it.
+		return info, fmt.Errorf("standby vm %s: %w: its memory is a private mapping (lazy restore); not supported yet", v.m.Config.Name, vmhost.ErrInvalidState)
+	}
 	cfg := v.m.Config
 	memDst := filepath.Join(dir, vmhost.MemoryFile)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -378,6 +383,11 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	prev := v.State()
 	if prev != vmhost.StateRunning && prev != vmhost.StatePaused {
 		return info, fmt.Errorf("snapshot vm %s: %w: %s", v.m.Config.Name, vmhost.ErrInvalidState, prev)
+	}
+	if v.m.PrivateMemory {
+		// x-ignore-shared skips shared RAM only: the stream would carry all
+		// of RAM and the memory file would not hold it.
+		return info, fmt.Errorf("snapshot vm %s: %w: its memory is a private mapping (lazy restore); not supported yet", v.m.Config.Name, vmhost.ErrInvalidState)
 	}
 	cfg := v.m.Config
 	memDst := filepath.Join(dir, vmhost.MemoryFile)
