@@ -31,10 +31,20 @@ type restoreArm struct {
 	fsync       bool
 	inline      bool
 	concurrency int // 0: the manager's choice (the pipeline default)
+	// lazy is not a download variant: the lazy restore (vm_lazy.go),
+	// memory served by lazyfs, QEMU share=off over it.
+	lazy bool
+	// For lazy: no prefetch, prefetch delay, prefetch yields to demand
+	// (concurrency is the prefetch workers).
+	noPrefetch    bool
+	prefetchDelay time.Duration
+	yield         bool
+	hot           bool // prefetch the touch profile of a profiling restore first
 }
 
 // parseArms reads a comma-separated list of arms, each a '+'-joined set
-// of fsync|nosync, inline|offer and cN (concurrency N); unset parts take
+// of fsync|nosync, inline|offer and cN (concurrency N), or lazy (the lazy
+// restore, vm_lazy.go; not first); unset parts take
 // what the manager does: nosync, inline, the default concurrency.
 func parseArms(s string) ([]restoreArm, error) {
 	var arms []restoreArm
@@ -54,6 +64,20 @@ func parseArms(s string) ([]restoreArm, error) {
 				a.inline = true
 			case tok == "offer":
 				a.inline = false
+			case tok == "lazy":
+				a.lazy = true
+			case tok == "nopf":
+				a.noPrefetch = true
+			case tok == "yield":
+				a.yield = true
+			case tok == "hot":
+				a.hot = true
+			case strings.HasPrefix(tok, "d"):
+				n, err := strconv.Atoi(tok[1:])
+				if err != nil || n < 0 {
+					return nil, fmt.Errorf("-arms %q: %q: want dN, a prefetch delay of N ms", s, tok)
+				}
+				a.prefetchDelay = time.Duration(n) * time.Millisecond
 			case strings.HasPrefix(tok, "c"):
 				n, err := strconv.Atoi(tok[1:])
 				if err != nil || n < 1 || n > 64 {
@@ -61,13 +85,16 @@ func parseArms(s string) ([]restoreArm, error) {
 				}
 				a.concurrency = n
 			default:
-				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN)", s, tok)
+				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; lazy, nopf, yield, hot, dN)", s, tok)
 			}
 		}
 		arms = append(arms, a)
 	}
 	if len(arms) == 0 {
 		return nil, fmt.Errorf("-arms %q: no arm", s)
+	}
+	if arms[0].lazy {
+		return nil, fmt.Errorf("-arms %q: the first arm is the main run's download variant; put lazy after it", s)
 	}
 	return arms, nil
 }
@@ -140,6 +167,22 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 	}
 	minioPID := findPID(b.srv.Endpoint)
 	rep := &roundsReport{arms: arms}
+	for _, a := range arms {
+		if a.hot && b.hotOrder == nil {
+			if err := b.emptyCache(man); err != nil {
+				return nil, err
+			}
+			// A profiling restore, not measured: which chunks the guest
+			// touches until its agent answers (what a host would record at
+			// the first restore of a snapshot, or a fork's parent).
+			lr, err := b.lazyCold(sid, want, minioPID, restoreArm{name: "profile", lazy: true, noPrefetch: true})
+			if err != nil {
+				return nil, fmt.Errorf("profiling restore: %w", err)
+			}
+			b.hotOrder = lr.atReady.TouchOrder
+			fmt.Printf("touch profile (profiling restore, no prefetch): %d chunks before the agent answered: %v\n", len(b.hotOrder), b.hotOrder)
+		}
+	}
 	defer h.repo.setArm(arms[0])
 	for r := range rounds {
 		costs := make([]roundCost, len(arms))
@@ -167,6 +210,15 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 			arm := arms[i]
 			if err := b.emptyCache(man); err != nil {
 				return nil, err
+			}
+			if arm.lazy {
+				lr, err := b.lazyCold(sid, want, minioPID, arm)
+				if err != nil {
+					return nil, fmt.Errorf("round %d, arm %s: %w", r+1, arm.name, err)
+				}
+				costs[i] = lr.cost
+				fmt.Println(lr.line(r+1, arm.name))
+				continue
 			}
 			h.repo.setArm(arm)
 			dirty := dirtyPages()

@@ -66,6 +66,16 @@ type Options struct {
 	// PrefetchWorkers is how many chunks the prefetcher fetches at once;
 	// default 4.
 	PrefetchWorkers int
+	// PrefetchDelay holds the prefetcher back this long after the mount,
+	// leaving the first moments (the guest resuming) to demand fetches.
+	PrefetchDelay time.Duration
+	// PrefetchFirst lists chunk indexes the prefetcher fetches first, in
+	// this order (a touch profile: Stats.TouchOrder of an earlier restore
+	// of the snapshot); the rest follow in file order.
+	PrefetchFirst []int
+	// PrefetchYield makes prefetch workers start no new chunk while a
+	// read waits for a demand fetch.
+	PrefetchYield bool
 	// MaxReadAhead is passed to the kernel (FUSE init); 0: go-fuse's
 	// default.
 	MaxReadAhead int
@@ -103,6 +113,9 @@ type Stats struct {
 	ReadSizes      map[int]int64 // FUSE read request size → count
 	PrefetchDone   time.Duration // mount → every chunk present (0: not yet)
 	Errors         int
+	// TouchOrder is the chunk index of every demand fetch, in the order
+	// reads started them: the guest's touch profile.
+	TouchOrder []int
 }
 
 // Server is one mounted lazy file.
@@ -123,6 +136,7 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	prefetchDone chan struct{}
+	demanding    atomic.Int32 // reads waiting for a demand fetch
 
 	mu    sync.Mutex // guards stats
 	stats Stats
@@ -202,9 +216,6 @@ func Mount(dir string, file snapshot.File, f Fetcher, opts Options) (_ *Server, 
 		cancel()
 		return nil, fmt.Errorf("lazyfs: mount %s: %w", dir, err)
 	}
-	if opts.NoPrefetch {
-		return s, nil
-	}
 	s.wg.Add(1)
 	go s.prefetch()
 	return s, nil
@@ -222,6 +233,7 @@ func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
+	st.TouchOrder = append([]int(nil), s.stats.TouchOrder...)
 	st.ReadSizes = make(map[int]int64, len(s.stats.ReadSizes))
 	for k, v := range s.stats.ReadSizes {
 		st.ReadSizes[k] = v
@@ -255,25 +267,13 @@ func (s *Server) Close() error {
 }
 
 // prefetch fetches every slot not started yet, in file order, with
-// PrefetchWorkers at once, then closes prefetchDone once all are present.
+// PrefetchWorkers at once (unless NoPrefetch), then closes prefetchDone
+// once all are present.
 func (s *Server) prefetch() {
 	defer s.wg.Done()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range s.opts.PrefetchWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(s.order) || s.ctx.Err() != nil {
-					return
-				}
-				s.ensure(s.order[i], false)
-			}
-		}()
+	if !s.opts.NoPrefetch && !s.fetchAll() {
+		return
 	}
-	wg.Wait()
 	// Demand fetches started by reads may still run: wait for them too.
 	for _, sl := range s.order {
 		select {
@@ -289,12 +289,61 @@ func (s *Server) prefetch() {
 	s.log.Debug("prefetch done", "chunks", len(s.order), "took", time.Since(s.start))
 }
 
+// fetchAll runs the prefetch workers; false if the Server closed first.
+func (s *Server) fetchAll() bool {
+	if s.opts.PrefetchDelay > 0 {
+		select {
+		case <-time.After(s.opts.PrefetchDelay):
+		case <-s.ctx.Done():
+			return false
+		}
+	}
+	order := make([]*slot, 0, len(s.order))
+	seen := map[*slot]bool{}
+	for _, idx := range s.opts.PrefetchFirst {
+		if idx >= 0 && idx < len(s.slots) && s.slots[idx] != nil && !seen[s.slots[idx]] {
+			seen[s.slots[idx]] = true
+			order = append(order, s.slots[idx])
+		}
+	}
+	for _, sl := range s.order {
+		if !seen[sl] {
+			order = append(order, sl)
+		}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range s.opts.PrefetchWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				for s.opts.PrefetchYield && s.demanding.Load() > 0 && s.ctx.Err() == nil {
+					time.Sleep(time.Millisecond)
+				}
+				i := int(next.Add(1) - 1)
+				if i >= len(order) || s.ctx.Err() != nil {
+					return
+				}
+				s.ensure(order[i], false)
+			}
+		}()
+	}
+	wg.Wait()
+	return s.ctx.Err() == nil
+}
+
 // ensure makes sl present: the first caller fetches it (in its own
 // goroutine: a read's fetch never waits for the prefetcher), later ones
 // wait. It returns the fetch's error.
 func (s *Server) ensure(sl *slot, demand bool) error {
 	if sl.started.CompareAndSwap(false, true) {
 		sl.demand = demand
+		if demand {
+			s.mu.Lock()
+			s.stats.TouchOrder = append(s.stats.TouchOrder, sl.indexes[0])
+			s.mu.Unlock()
+		}
 		sl.err = s.fill(sl)
 		close(sl.done)
 		return sl.err
@@ -362,7 +411,9 @@ func (s *Server) read(dest []byte, off int64) ([]byte, syscall.Errno) {
 		default:
 		}
 		t := time.Now()
+		s.demanding.Add(1)
 		err := s.ensure(sl, true)
+		s.demanding.Add(-1)
 		waited += time.Since(t)
 		didWait = true
 		if err != nil {

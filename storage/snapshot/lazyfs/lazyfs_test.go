@@ -16,7 +16,8 @@ import (
 	"github.com/hangar-vm/hangar/storage/snapshot"
 )
 
-// testFile is 10 chunks of 1 MiB: chunks 0, 1 random, 2 a hole, 3 a copy of
+// testFile is 10 chunks of 1 MiB: 0 and 1 random, 2 a hole, 3 a copy of 0,
+// 4 half zero pages, 5 a hole, 6-9 random (9 short): 7 distinct chunks.
 func testFile(t *testing.T) []byte {
 	const cs = 1 << 20
 	b := make([]byte, 9*cs+12345)
