@@ -46,6 +46,13 @@ type lazyResult struct {
 	verifyDuring bool          // the first verify ran before the prefetch completed
 	prefetch     time.Duration // request → every chunk present (nopf: read through after the first verify)
 	final        lazyfs.Stats
+	// Split of the wall: manifest read, small files fetched, mounted,
+	// QEMU restored (incoming loaded, cont), agent answered.
+	tManifest, tSmall, tMount, tRestore time.Duration
+	// After the prefetch: QEMU's resident memory (smaps_rollup) and the
+	// backing file's pages in the page cache.
+	qemuMem         string
+	backingResident int64
 }
 
 // lazyCold is one lazy restore on host b: manifest, the small files
@@ -73,10 +80,12 @@ func (b *vmBench) lazyCold(sid string, want guestCheck, minioPID int, arm restor
 	if err != nil {
 		return res, err
 	}
+	res.tManifest = time.Since(start)
 	mem, err := fetchSmallFiles(ctx, fetcher, man, dir)
 	if err != nil {
 		return res, err
 	}
+	res.tSmall = time.Since(start)
 	workers := b.lazy.workers
 	if arm.concurrency > 0 {
 		workers = arm.concurrency
@@ -84,18 +93,20 @@ func (b *vmBench) lazyCold(sid string, want guestCheck, minioPID int, arm restor
 	mounted := time.Since(start)
 	srv, err := lazyfs.Mount(mnt, mem, fetcher, lazyfs.Options{
 		BackingDir: dir, PrefetchWorkers: workers, MaxReadAhead: b.lazy.readAhead, MaxWrite: b.lazy.maxWrite, Logger: b.log,
-		NoPrefetch: arm.noPrefetch, PrefetchFirst: hotFor(arm, b.hotOrder), PrefetchDelay: arm.prefetchDelay, PrefetchYield: arm.yield,
+		NoPrefetch: arm.noPrefetch, PrefetchFirst: hotFor(arm, b.hotOrder), RestWorkers: arm.restWorkers, PrefetchDelay: arm.prefetchDelay, PrefetchYield: arm.yield,
 	})
 	if err != nil {
 		return res, err
 	}
 	defer srv.Close()
+	res.tMount = time.Since(start)
 	cfg := vmhost.Config{Name: "lazy", MemoryMiB: b.memMiB, VCPUs: b.vcpus, Boot: b.image.Boot(), Dir: dir}
 	vm, err := h.hv.Restore(ctx, cfg, vmhost.RestoreSource{Dir: dir, MemoryPath: srv.Path(), PrivateMemory: true})
 	if err != nil {
 		return res, fmt.Errorf("lazy restore: %w", err)
 	}
 	defer vm.Kill() // before srv.Close (deferred first, runs last): the mapping must go first
+	res.tRestore = time.Since(start)
 	c, err := guest.WaitReady(ctx, vm)
 	if err != nil {
 		return res, fmt.Errorf("lazy restore: %w", err)
@@ -130,6 +141,8 @@ func (b *vmBench) lazyCold(sid string, want guestCheck, minioPID int, arm restor
 	}
 	res.final = srv.Stats()
 	res.prefetch = mounted + res.final.PrefetchDone
+	res.qemuMem = smapsRollup(vm.PID())
+	res.backingResident, _ = srv.BackingResident()
 	if res.final.Errors != 0 || res.final.Fetched != res.final.Chunks {
 		return res, fmt.Errorf("lazy restore: %d of %d chunks fetched, %d errors", res.final.Fetched, res.final.Chunks, res.final.Errors)
 	}
@@ -200,12 +213,31 @@ func readThrough(path string) error {
 	}
 }
 
+// smapsRollup is a process's resident memory split: anonymous (guest
+// pages written, copy-on-write) and file-backed (the memory file's page
+// cache, mapped).
+func smapsRollup(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"Rss:", "Pss_Anon:", "Pss_File:"} {
+			if strings.HasPrefix(l, k) {
+				out = append(out, strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
 func (r lazyResult) line(round int, name string) string {
 	a, f := r.atReady, r.final
-	return fmt.Sprintf("round %d, hangar %-22s %.3fs wall, CPU %.2fs + MinIO %.2fs; at agent answer: %d/%d chunks (%d demand, %d prefetch), %.1f MiB stored, %d reads waited %.3fs; verify done %.2fs (prefetch running: %v); prefetch complete %.2fs; reads %d (%s)",
-		round, name+":", r.cost.wall.Seconds(), r.cost.cpu.Seconds(), r.cost.minio.Seconds(),
+	return fmt.Sprintf("round %d, hangar %-22s %.3fs wall (manifest %.3f, small files %.3f, mount %.3f, QEMU restored %.3f), CPU %.2fs + MinIO %.2fs; at agent answer: %d/%d chunks (%d demand, %d prefetch), %.1f MiB stored, %d reads waited %.3fs; verify done %.2fs (prefetch running: %v); prefetch complete %.2fs; reads %d (%s); after: QEMU %s, backing file cached %d MiB",
+		round, name+":", r.cost.wall.Seconds(), r.tManifest.Seconds(), r.tSmall.Seconds(), r.tMount.Seconds(), r.tRestore.Seconds(), r.cost.cpu.Seconds(), r.cost.minio.Seconds(),
 		a.Fetched, a.Chunks, a.DemandFetches, a.PrefetchFetchs, float64(a.StoredBytes)/(1<<20), a.ReadsWaited, a.ReadWait.Seconds(),
-		r.verifyAt.Seconds(), r.verifyDuring, r.prefetch.Seconds(), f.Reads, f.ReadSizeSummary())
+		r.verifyAt.Seconds(), r.verifyDuring, r.prefetch.Seconds(), f.Reads, f.ReadSizeSummary(), r.qemuMem, r.backingResident>>20)
 }
 
 // lazyKill restores lazily with the FUSE server in a child process

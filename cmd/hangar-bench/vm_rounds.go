@@ -40,6 +40,7 @@ type restoreArm struct {
 	prefetchDelay time.Duration
 	yield         bool
 	hot           bool // prefetch the touch profile of a profiling restore first
+	restWorkers   int  // rN: after the hot set, N prefetch workers
 }
 
 // parseArms reads a comma-separated list of arms, each a '+'-joined set
@@ -72,6 +73,12 @@ func parseArms(s string) ([]restoreArm, error) {
 				a.yield = true
 			case tok == "hot":
 				a.hot = true
+			case strings.HasPrefix(tok, "r"):
+				n, err := strconv.Atoi(tok[1:])
+				if err != nil || n < 1 || n > 64 {
+					return nil, fmt.Errorf("-arms %q: %q: want rN, N prefetch workers after the hot set", s, tok)
+				}
+				a.restWorkers = n
 			case strings.HasPrefix(tok, "d"):
 				n, err := strconv.Atoi(tok[1:])
 				if err != nil || n < 0 {
@@ -85,7 +92,7 @@ func parseArms(s string) ([]restoreArm, error) {
 				}
 				a.concurrency = n
 			default:
-				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; lazy, nopf, yield, hot, dN)", s, tok)
+				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; lazy, nopf, yield, hot, rN, dN)", s, tok)
 			}
 		}
 		arms = append(arms, a)

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -73,6 +74,10 @@ type Options struct {
 	// this order (a touch profile: Stats.TouchOrder of an earlier restore
 	// of the snapshot); the rest follow in file order.
 	PrefetchFirst []int
+	// RestWorkers, if > 0, is how many workers fetch the chunks after
+	// PrefetchFirst (the hot set goes at PrefetchWorkers, the cold rest
+	// at a rate that leaves the CPUs to the guest).
+	RestWorkers int
 	// PrefetchYield makes prefetch workers start no new chunk while a
 	// read waits for a demand fetch.
 	PrefetchYield bool
@@ -252,6 +257,29 @@ func (s *Server) ConnectionID() (uint64, error) {
 	return (st.Dev & 0xff) | ((st.Dev >> 12) & 0xfff00), nil
 }
 
+// BackingResident reports how many bytes of the backing file are in the
+// page cache (mincore over a mapping of it).
+func (s *Server) BackingResident() (int64, error) {
+	size := int(s.file.Size)
+	if size == 0 {
+		return 0, nil
+	}
+	m, err := syscall.Mmap(int(s.backing.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return 0, err
+	}
+	defer syscall.Munmap(m)
+	vec := make([]byte, (size+4095)/4096)
+	if _, _, e := syscall.Syscall(syscall.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		return 0, e
+	}
+	var n int64
+	for _, v := range vec {
+		n += int64(v & 1)
+	}
+	return n * 4096, nil
+}
+
 // Close stops the prefetcher, unmounts and drops the backing file. A
 // mount still in use (a QEMU mapping the file) fails to unmount: kill
 // the user first.
@@ -311,9 +339,21 @@ func (s *Server) fetchAll() bool {
 			order = append(order, sl)
 		}
 	}
+	hot := len(seen)
+	if s.opts.RestWorkers <= 0 || hot == 0 {
+		s.runWorkers(order, s.opts.PrefetchWorkers)
+	} else {
+		s.runWorkers(order[:hot], s.opts.PrefetchWorkers)
+		s.runWorkers(order[hot:], s.opts.RestWorkers)
+	}
+	return s.ctx.Err() == nil
+}
+
+// runWorkers fetches order with n workers.
+func (s *Server) runWorkers(order []*slot, n int) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range s.opts.PrefetchWorkers {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -330,7 +370,6 @@ func (s *Server) fetchAll() bool {
 		}()
 	}
 	wg.Wait()
-	return s.ctx.Err() == nil
 }
 
 // ensure makes sl present: the first caller fetches it (in its own
