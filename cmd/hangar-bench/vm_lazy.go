@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hangar-vm/hangar/storage/s3"
 	"github.com/hangar-vm/hangar/storage/snapshot"
 	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
@@ -53,6 +55,7 @@ type lazyResult struct {
 	// backing file's pages in the page cache.
 	qemuMem         string
 	backingResident int64
+	afterEvict      lazyfs.Stats // after POSIX_FADV_DONTNEED of the FUSE file and a third verify
 }
 
 // lazyCold is one lazy restore on host b: manifest, the small files
@@ -143,6 +146,16 @@ func (b *vmBench) lazyCold(sid string, want guestCheck, minioPID int, arm restor
 	res.prefetch = mounted + res.final.PrefetchDone
 	res.qemuMem = smapsRollup(vm.PID())
 	res.backingResident, _ = srv.BackingResident()
+	// Page cache probe: drop the FUSE file's cached pages that no mapping
+	// holds, then let the guest read its fill again; the reads that come
+	// back to the server are the ones the kernel had to refill.
+	if err := fadviseDontNeed(srv.Path()); err != nil {
+		return res, err
+	}
+	if err := verify(ctx, c, want); err != nil {
+		return res, fmt.Errorf("lazy restore, after evicting the page cache: %w", err)
+	}
+	res.afterEvict = srv.Stats()
 	if res.final.Errors != 0 || res.final.Fetched != res.final.Chunks {
 		return res, fmt.Errorf("lazy restore: %d of %d chunks fetched, %d errors", res.final.Fetched, res.final.Chunks, res.final.Errors)
 	}
@@ -186,6 +199,18 @@ func fetchSmallFiles(ctx context.Context, f lazyfs.Fetcher, man *snapshot.Manife
 		return snapshot.File{}, fmt.Errorf("snapshot %s has no %s file", man.ID, vmhost.MemoryFile)
 	}
 	return *mem, nil
+}
+
+func fadviseDontNeed(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("fadvise %s: %w", path, err)
+	}
+	return nil
 }
 
 func hotFor(arm restoreArm, order []int) []int {
@@ -234,16 +259,28 @@ func smapsRollup(pid int) string {
 
 func (r lazyResult) line(round int, name string) string {
 	a, f := r.atReady, r.final
-	return fmt.Sprintf("round %d, hangar %-22s %.3fs wall (manifest %.3f, small files %.3f, mount %.3f, QEMU restored %.3f), CPU %.2fs + MinIO %.2fs; at agent answer: %d/%d chunks (%d demand, %d prefetch), %.1f MiB stored, %d reads waited %.3fs; verify done %.2fs (prefetch running: %v); prefetch complete %.2fs; reads %d (%s); after: QEMU %s, backing file cached %d MiB",
+	return fmt.Sprintf("round %d, hangar %-22s %.3fs wall (manifest %.3f, small files %.3f, mount %.3f, QEMU restored %.3f), CPU %.2fs + MinIO %.2fs; at agent answer: %d/%d chunks (%d demand, %d prefetch), %.1f MiB stored, %d reads waited %.3fs; verify done %.2fs (prefetch running: %v); prefetch complete %.2fs; reads %d (%s); after: QEMU %s, backing file cached %d MiB; FUSE reads: %d at the final verify, %d after evicting the page cache and verifying again",
 		round, name+":", r.cost.wall.Seconds(), r.tManifest.Seconds(), r.tSmall.Seconds(), r.tMount.Seconds(), r.tRestore.Seconds(), r.cost.cpu.Seconds(), r.cost.minio.Seconds(),
 		a.Fetched, a.Chunks, a.DemandFetches, a.PrefetchFetchs, float64(a.StoredBytes)/(1<<20), a.ReadsWaited, a.ReadWait.Seconds(),
-		r.verifyAt.Seconds(), r.verifyDuring, r.prefetch.Seconds(), f.Reads, f.ReadSizeSummary(), r.qemuMem, r.backingResident>>20)
+		r.verifyAt.Seconds(), r.verifyDuring, r.prefetch.Seconds(), f.Reads, f.ReadSizeSummary(), r.qemuMem, r.backingResident>>20, f.Reads, r.afterEvict.Reads)
 }
 
 // lazyKill restores lazily with the FUSE server in a child process
 // (hangar-bench lazyserve, no prefetch), waits for the agent, kills the
 // child with SIGKILL and reports what the guest, QEMU and the mount do.
 func (b *vmBench) lazyKill(sid string) error {
+	for _, readFirst := range []bool{false, true} {
+		if err := b.lazyKillOne(sid, readFirst); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// lazyKillOne is one kill: at once after the agent answers, or (readFirst)
+// after reading the whole file through the mount, so that every page is
+// in the FUSE file's page cache when the server dies.
+func (b *vmBench) lazyKillOne(sid string, readFirst bool) error {
 	ctx := b.ctx
 	h := b.hosts[1]
 	dir, err := os.MkdirTemp(h.root, "lk")
@@ -296,7 +333,12 @@ func (b *vmBench) lazyKill(sid string) error {
 		return fmt.Errorf("lazy kill: %w", err)
 	}
 	defer c.Close()
-	fmt.Printf("\nFUSE server kill: guest answers (server pid %d, no prefetch); killing the server with SIGKILL\n", child.Process.Pid)
+	if readFirst {
+		if err := readThrough(filepath.Join(mnt, vmhost.MemoryFile)); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("\nFUSE server kill (whole file read through the mount first: %v): guest answers (server pid %d, no prefetch); killing the server with SIGKILL\n", readFirst, child.Process.Pid)
 	child.Process.Kill()
 	st, _ := child.Process.Wait()
 	fmt.Printf("  server: %v\n", st)
@@ -305,7 +347,7 @@ func (b *vmBench) lazyKill(sid string) error {
 	}
 	// A small command whose pages the guest already touched (the agent's
 	// own), then one that touches never-read memory (the fill).
-	for _, script := range []string{"echo alive", "md5sum /fill/token; tail -c 8388608 /fill/heap | md5sum"} {
+	for _, script := range []string{"echo alive", "md5sum /fill/token; tail -c 8388608 /fill/heap | md5sum", sampleScript} {
 		t := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		res, err := c.Exec(cctx, agent.ExecRequest{Argv: []string{"sh", "-c", script}, Timeout: 15})

@@ -41,6 +41,7 @@ type restoreArm struct {
 	yield         bool
 	hot           bool // prefetch the touch profile of a profiling restore first
 	restWorkers   int  // rN: after the hot set, N prefetch workers
+	chunkMiB      int  // kN: restore a copy of the snapshot uploaded with N MiB chunks
 }
 
 // parseArms reads a comma-separated list of arms, each a '+'-joined set
@@ -73,6 +74,12 @@ func parseArms(s string) ([]restoreArm, error) {
 				a.yield = true
 			case tok == "hot":
 				a.hot = true
+			case strings.HasPrefix(tok, "k"):
+				n, err := strconv.Atoi(tok[1:])
+				if err != nil || n < 1 || n > 16 || n&(n-1) != 0 {
+					return nil, fmt.Errorf("-arms %q: %q: want kN, N MiB chunks (1, 2, 4, 8, 16)", s, tok)
+				}
+				a.chunkMiB = n
 			case strings.HasPrefix(tok, "r"):
 				n, err := strconv.Atoi(tok[1:])
 				if err != nil || n < 1 || n > 64 {
@@ -92,7 +99,7 @@ func parseArms(s string) ([]restoreArm, error) {
 				}
 				a.concurrency = n
 			default:
-				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; lazy, nopf, yield, hot, rN, dN)", s, tok)
+				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; lazy, nopf, yield, hot, rN, dN, kN)", s, tok)
 			}
 		}
 		arms = append(arms, a)
@@ -174,6 +181,19 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 	}
 	minioPID := findPID(b.srv.Endpoint)
 	rep := &roundsReport{arms: arms}
+	// Copies of the snapshot with other chunk sizes, for kN arms.
+	chunkSnaps := map[int]*snapshot.Manifest{}
+	for _, a := range arms {
+		if a.chunkMiB == 0 || chunkSnaps[a.chunkMiB] != nil {
+			continue
+		}
+		km, err := b.uploadChunked(man, a.chunkMiB)
+		if err != nil {
+			return nil, err
+		}
+		chunkSnaps[a.chunkMiB] = km
+		fmt.Printf("snapshot copy %s: %d MiB chunks, %d non-hole chunks, %d bytes stored\n", km.ID, a.chunkMiB, km.Totals.Chunks, km.Totals.Compressed)
+	}
 	for _, a := range arms {
 		if a.hot && b.hotOrder == nil {
 			if err := b.emptyCache(man); err != nil {
@@ -219,7 +239,14 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 				return nil, err
 			}
 			if arm.lazy {
-				lr, err := b.lazyCold(sid, want, minioPID, arm)
+				lsid := sid
+				if km := chunkSnaps[arm.chunkMiB]; km != nil {
+					lsid = km.ID
+					if err := b.emptyCache(km); err != nil {
+						return nil, err
+					}
+				}
+				lr, err := b.lazyCold(lsid, want, minioPID, arm)
 				if err != nil {
 					return nil, fmt.Errorf("round %d, arm %s: %w", r+1, arm.name, err)
 				}
@@ -255,6 +282,24 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 		rep.hang, rep.base, rep.order = append(rep.hang, costs), append(rep.base, bc), append(rep.order, order)
 	}
 	return rep, nil
+}
+
+// uploadChunked uploads host a's local copy of snapshot man again, as a
+// new snapshot with chunkMiB MiB chunks (the manager always uses 4 MiB).
+func (b *vmBench) uploadChunked(man *snapshot.Manifest, chunkMiB int) (*snapshot.Manifest, error) {
+	a := b.hosts[0]
+	dir := filepath.Join(a.root, "d", "s", man.ID)
+	var files []snapshot.FileSource
+	for _, f := range man.Files {
+		files = append(files, snapshot.FileSource{Name: f.Name, Path: filepath.Join(dir, f.Name)})
+	}
+	info := snapshot.Info{ID: fmt.Sprintf("%s-k%d", man.ID, chunkMiB), SourceInstance: man.SourceInstance, Kind: man.Kind,
+		VM: man.VM, Hypervisor: man.Hypervisor, ImageDigest: man.ImageDigest, Compression: man.Compression.Setting()}
+	km, err := a.repo.Repo.Upload(b.ctx, info, files, snapshot.UploadOptions{ChunkSize: chunkMiB << 20})
+	if err != nil {
+		return nil, fmt.Errorf("upload a %d MiB-chunk copy: %w", chunkMiB, err)
+	}
+	return km, nil
 }
 
 // checkAndDelete verifies a restored guest and deletes it.
