@@ -215,8 +215,8 @@ func Mount(dir string, file snapshot.File, f Fetcher, opts Options) (_ *Server, 
 			// Replies are bytes, never file descriptors; and with MaxWrite
 			// 1 MiB a reply plus its header does not fit the splice pipe.
 			DisableSplice: true,
-			MaxReadAhead:      opts.MaxReadAhead,
-			MaxWrite:          opts.MaxWrite,
+			MaxReadAhead:  opts.MaxReadAhead,
+			MaxWrite:      opts.MaxWrite,
 		},
 	})
 	if err != nil {
