@@ -140,18 +140,20 @@ type roundsReport struct {
 	order [][]int       // [round]: arm indexes in the order they ran
 }
 
-// emptyCache removes snapshot man's chunks from host b's cache, after
+// emptyCache removes the chunks of snapshots mans from host b's cache, after
 // its queued fills landed, so that the next restore is cold again.
-func (b *vmBench) emptyCache(man *snapshot.Manifest) error {
+func (b *vmBench) emptyCache(mans ...*snapshot.Manifest) error {
 	h := b.hosts[1]
 	if err := h.cache.Flush(b.ctx); err != nil {
 		return err
 	}
-	for _, f := range man.Files {
-		for _, c := range f.Chunks {
-			if !c.Hole {
-				if err := h.cache.Remove(c.ChunkID()); err != nil {
-					return err
+	for _, man := range mans {
+		for _, f := range man.Files {
+			for _, c := range f.Chunks {
+				if !c.Hole {
+					if err := h.cache.Remove(c.ChunkID()); err != nil {
+						return err
+					}
 				}
 			}
 		}
@@ -235,16 +237,17 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 				continue
 			}
 			arm := arms[i]
-			if err := b.emptyCache(man); err != nil {
+			all := []*snapshot.Manifest{man}
+			for _, km := range chunkSnaps {
+				all = append(all, km)
+			}
+			if err := b.emptyCache(all...); err != nil {
 				return nil, err
 			}
 			if arm.lazy {
 				lsid := sid
 				if km := chunkSnaps[arm.chunkMiB]; km != nil {
 					lsid = km.ID
-					if err := b.emptyCache(km); err != nil {
-						return nil, err
-					}
 				}
 				lr, err := b.lazyCold(lsid, want, minioPID, arm)
 				if err != nil {
