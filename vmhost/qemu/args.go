@@ -27,8 +27,10 @@ type machineArgs struct {
 	CPU      string        `json:"cpu"`
 	Config   vmhost.Config `json:"config"`
 	Incoming bool          `json:"incoming,omitempty"`
-	// Private maps the memory file share=off (Settings.PrivateMemory).
-	Private bool `json:"private_memory,omitempty"`
+	// PrivateMemory maps the memory file share=off (Settings.PrivateMemory
+	// or RestoreSource.PrivateMemory). It is recorded in the runtime file,
+	// so an attached VM still stands by through the converter.
+	PrivateMemory bool `json:"private_memory,omitempty"`
 }
 
 // ramBlock is the id of the memory backend, which is also the name of
@@ -61,7 +63,7 @@ func (m machineArgs) args() []string {
 		// Guest RAM is the file itself (share=on): after a pause the file is
 		// the memory image, so a snapshot writes no RAM at all. Private
 		// memory (share=off) only reads the file.
-		"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s", ramBlock, cfg.MemoryMiB, cfg.MemoryPath, onOff(!m.Private)),
+		"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s", ramBlock, cfg.MemoryMiB, cfg.MemoryPath, onOff(!m.PrivateMemory)),
 		"-kernel", cfg.Boot.Kernel,
 	}
 	if cfg.Boot.Initrd != "" {

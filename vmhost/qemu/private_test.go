@@ -206,3 +206,67 @@ func TestPrivateMemoryStandby(t *testing.T) {
 	c.Close()
 	vm3.Kill()
 }
+
+// TestPrivateRestoreAttach: privacy is a fact of each VM, not only of the
+// host. A shared driver restores one VM private (RestoreSource), hands it
+// over to another shared driver (a restarted daemon), and the attached VM
+// still parks through the converter: its memory file stays as it was and
+// the standby writes a new one that a shared restore resumes.
+func TestPrivateRestoreAttach(t *testing.T) {
+	im := testImage(t)
+	root := shortTemp(t)
+	d1 := newDriver(t, root)
+	ctx := context.Background()
+	const mem = 128
+
+	vm, c, _ := bootGuest(t, d1, config(im, filepath.Join(root, "run1"), mem))
+	token := randomToken(t)
+	if err := c.WriteFile(ctx, "/run/token", []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	snap1 := filepath.Join(root, "snap1")
+	if _, err := vm.Standby(ctx, snap1); err != nil {
+		t.Fatalf("shared standby: %v", err)
+	}
+	base := fileSum(t, filepath.Join(snap1, vmhost.MemoryFile))
+	run2 := filepath.Join(root, "run2")
+	vm2, err := d1.Restore(ctx, config(im, run2, mem), vmhost.RestoreSource{Dir: snap1, PrivateMemory: true})
+	if err != nil {
+		t.Fatalf("private restore on a shared driver: %v", err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := c.Reconnect(rctx, vm2.Paths().AgentSocket); err != nil {
+		t.Fatalf("agent after private restore: %v", err)
+	}
+	// The snapshot was only read: it is still a whole snapshot.
+	if _, err := vmhost.ReadSnapshotInfo(snap1); err != nil {
+		t.Fatalf("private restore consumed its snapshot: %v", err)
+	}
+	vm2.(*qemu.VM).Release()
+
+	d2 := newDriver(t, root)
+	vm3, err := d2.Attach(rctx, run2)
+	if err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	snap2 := filepath.Join(root, "snap2")
+	if _, err := vm3.Standby(ctx, snap2); err != nil {
+		t.Fatalf("standby of the attached private vm: %v", err)
+	}
+	if got := fileSum(t, filepath.Join(snap1, vmhost.MemoryFile)); got != base {
+		t.Error("the private guest wrote into the memory file it was restored from")
+	}
+	vm4, err := d2.Restore(ctx, config(im, filepath.Join(root, "run3"), mem), vmhost.RestoreSource{Dir: snap2})
+	if err != nil {
+		t.Fatalf("shared restore of the converted snapshot: %v", err)
+	}
+	if err := c.Reconnect(rctx, vm4.Paths().AgentSocket); err != nil {
+		t.Fatalf("agent after shared restore: %v", err)
+	}
+	if got, err := c.ReadFile(ctx, "/run/token"); err != nil || string(got) != token {
+		t.Fatalf("token after attach, private standby, shared restore = %q, %v", got, err)
+	}
+	c.Close()
+	vm4.Kill()
+}

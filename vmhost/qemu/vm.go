@@ -299,7 +299,7 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	}
 	if memDst != v.paths.Memory {
 		// Private memory writes a new file; shared memory renames its own.
-		if err := sameFilesystem(dir, v.paths.Memory); err != nil && !v.m.Private {
+		if err := sameFilesystem(dir, v.paths.Memory); err != nil && !v.m.PrivateMemory {
 			return info, fmt.Errorf("standby: %w: %w", vmhost.ErrInvalidConfig, err)
 		}
 		if _, err := os.Lstat(memDst); err == nil {
@@ -313,13 +313,13 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	err := v.execute(ctx, "stop", nil, nil)
 	if err == nil {
 		v.setState(vmhost.StatePaused)
-		if v.m.Private {
+		if v.m.PrivateMemory {
 			devBytes, err = v.saveConverted(ctx, dir)
 		} else {
 			devBytes, err = v.saveDeviceState(ctx, dir)
 		}
 	}
-	if err == nil && !v.m.Private {
+	if err == nil && !v.m.PrivateMemory {
 		err = syncFile(v.paths.Memory)
 	}
 	if err != nil {
@@ -340,7 +340,7 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	// The files are durable: from here on the VM is parked whatever happens
 	// to the process.
 	v.quit(ctx)
-	if memDst != v.paths.Memory && !v.m.Private {
+	if memDst != v.paths.Memory && !v.m.PrivateMemory {
 		if err := os.Rename(v.paths.Memory, memDst); err != nil {
 			return info, fmt.Errorf("standby: move memory file: %w", err)
 		}
@@ -370,7 +370,7 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	if prev != vmhost.StateRunning && prev != vmhost.StatePaused {
 		return info, fmt.Errorf("snapshot vm %s: %w: %s", v.m.Config.Name, vmhost.ErrInvalidState, prev)
 	}
-	if v.m.Private {
+	if v.m.PrivateMemory {
 		return info, fmt.Errorf("snapshot vm %s: %w: its memory is private (share=off); only standby parks it", v.m.Config.Name, vmhost.ErrInvalidState)
 	}
 	cfg := v.m.Config

@@ -1,0 +1,135 @@
+package lazyfs
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/storage/chunk"
+	storefs "github.com/hangar-vm/hangar/storage/fs"
+	"github.com/hangar-vm/hangar/storage/snapshot"
+)
+
+// testFile is 10 chunks of 1 MiB: 0 and 1 random, 2 a hole, 3 a copy of 0,
+// 4 half zero pages, 5 a hole, 6-9 random (9 short): 7 distinct chunks.
+func testFile(t *testing.T) []byte {
+	const cs = 1 << 20
+	b := make([]byte, 9*cs+12345)
+	rand.Read(b[:2*cs])
+	// chunk 2: hole; chunk 3 = chunk 0; chunk 4: half zero pages.
+	copy(b[3*cs:4*cs], b[:cs])
+	for p := 4 * cs; p < 5*cs; p += 8192 {
+		rand.Read(b[p : p+4096])
+	}
+	rand.Read(b[6*cs:])
+	return b
+}
+
+func upload(t *testing.T, data []byte) (*snapshot.Repo, snapshot.File) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "memory")
+	if err := os.WriteFile(src, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := storefs.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo, err := snapshot.New(st, snapshot.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := repo.Upload(context.Background(), snapshot.Info{ID: "s1", Compression: compression.Setting{Algorithm: compression.Zstd, Level: 1}},
+		[]snapshot.FileSource{{Name: "memory", Path: src}}, snapshot.UploadOptions{ChunkSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo, m.Files[0]
+}
+
+// countingFetcher counts fetches per chunk id.
+type countingFetcher struct {
+	Fetcher
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countingFetcher) FetchChunk(ctx context.Context, id chunk.ID) (snapshot.FetchedChunk, error) {
+	c.mu.Lock()
+	c.n[id.String()]++
+	c.mu.Unlock()
+	return c.Fetcher.FetchChunk(ctx, id)
+}
+
+func TestLazyReadAndMmap(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	data := testFile(t)
+	repo, file := upload(t, data)
+	for _, prefetch := range []bool{false, true} {
+		mnt := t.TempDir()
+		cf := &countingFetcher{Fetcher: RepoFetcher{Repo: repo}, n: map[string]int{}}
+		s, err := Mount(mnt, file, cf, Options{BackingDir: t.TempDir(), NoPrefetch: !prefetch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(s.Path(), os.O_RDWR, 0)
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		// Concurrent reads of the same range, then a private mapping.
+		var wg sync.WaitGroup
+		got := make([][]byte, 4)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i] = make([]byte, len(data))
+				f.ReadAt(got[i], 0)
+			}()
+		}
+		wg.Wait()
+		for i := range got {
+			if !bytes.Equal(got[i], data) {
+				t.Errorf("prefetch %v: reader %d read different bytes", prefetch, i)
+			}
+		}
+		mem, err := syscall.Mmap(int(f.Fd()), 0, len(data), syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(mem, data) {
+			t.Errorf("prefetch %v: mapping differs", prefetch)
+		}
+		mem[0] ^= 0xff // private: never reaches the file
+		syscall.Munmap(mem)
+		if _, err := f.WriteAt([]byte{1}, 0); err == nil {
+			t.Errorf("write to the lazy file succeeded")
+		}
+		f.Close()
+		if prefetch {
+			<-s.PrefetchDone()
+		}
+		st := s.Stats()
+		if st.Chunks != 7 || st.Fetched != 7 || st.Errors != 0 {
+			t.Errorf("prefetch %v: stats %+v, want 7 distinct chunks fetched (2 holes, 1 repeat)", prefetch, st)
+		}
+		for id, n := range cf.n {
+			if n != 1 {
+				t.Errorf("chunk %s fetched %d times", id, n)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
