@@ -12,8 +12,11 @@
 // prefetcher has not started fetches it itself at once, so demand never
 // waits behind the queue.
 //
-// Prototype quality (a spike): a failed fetch is sticky (the chunk reads
-// EIO from then on), and the backing file lives as long as the Server.
+// A failed fetch is sticky (the chunk reads EIO from then on: the Fetcher
+// is expected to retry transient errors itself, as a Repo over
+// storage/retry does), and the backing file lives as long as the Server
+// (it is unlinked at once, so a crash leaves nothing on disk). Mounting
+// needs root (a direct mount: no fusermount) and /dev/fuse.
 package lazyfs
 
 import (
@@ -31,6 +34,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/hangar-vm/hangar/storage/chunk"
 	"github.com/hangar-vm/hangar/storage/snapshot"
@@ -283,18 +287,66 @@ func (s *Server) BackingResident() (int64, error) {
 	return n * 4096, nil
 }
 
-// Close stops the prefetcher, unmounts and drops the backing file. A
-// mount still in use (a QEMU mapping the file) fails to unmount: kill
-// the user first.
+// Close stops the prefetcher, unmounts and drops the backing file. Stop
+// the file's users first (a QEMU mapping it): a mount still in use is
+// detached (MNT_DETACH) instead, and its users read errors from then on.
 func (s *Server) Close() error {
 	s.cancel()
 	s.wg.Wait()
 	err := s.srv.Unmount()
+	if err != nil && unix.Unmount(s.dir, unix.MNT_DETACH) == nil {
+		err = nil
+	}
 	s.backing.Close()
 	if err != nil {
 		return fmt.Errorf("lazyfs: unmount %s: %w", s.dir, err)
 	}
 	return nil
+}
+
+// Abort ends the server as its process's death would: the kernel's FUSE
+// connection is aborted (every read of the file fails from then on, and a
+// guest mapping it faults on any page it has not read yet), the
+// prefetcher stops and the backing file is dropped, but the mount point
+// stays, stale, until DetachStale. For tests and for a manager that hands
+// its VMs to a successor.
+func (s *Server) Abort() error {
+	id, err := s.ConnectionID()
+	if err == nil {
+		abort := fmt.Sprintf("%s/%d/abort", fuseCtl, id)
+		if _, serr := os.Stat(abort); serr != nil {
+			// The FUSE control filesystem is not mounted (systemd mounts
+			// it; a bare container does not): mount it, as root may.
+			if merr := unix.Mount("fusectl", fuseCtl, "fusectl", 0, ""); merr != nil && merr != unix.EBUSY {
+				err = fmt.Errorf("mount %s: %w", fuseCtl, merr)
+			}
+		}
+		if err == nil {
+			err = os.WriteFile(abort, []byte("1"), 0o200)
+		}
+	}
+	s.cancel()
+	s.wg.Wait()
+	s.backing.Close()
+	if err != nil {
+		return fmt.Errorf("lazyfs: abort %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// fuseCtl is where the FUSE control filesystem is mounted.
+const fuseCtl = "/sys/fs/fuse/connections"
+
+// DetachStale detaches whatever is mounted on dir (a lazy mount whose
+// server is gone reads "transport endpoint is not connected" and cannot
+// be removed otherwise). Nothing mounted there, or no dir, is not an
+// error.
+func DetachStale(dir string) error {
+	err := unix.Unmount(dir, unix.MNT_DETACH)
+	if err == nil || err == unix.EINVAL || err == unix.ENOENT {
+		return nil
+	}
+	return fmt.Errorf("lazyfs: detach %s: %w", dir, err)
 }
 
 // prefetch fetches every slot not started yet, in file order, with

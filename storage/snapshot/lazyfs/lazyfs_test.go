@@ -133,3 +133,52 @@ func TestLazyReadAndMmap(t *testing.T) {
 		}
 	}
 }
+
+// TestAbortLeavesStaleMount: Abort ends the server as its process's death
+// would: reads of chunks not yet present fail, the mount stays (stale),
+// and DetachStale removes it, after which the directory can be removed.
+func TestAbortLeavesStaleMount(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	data := testFile(t)
+	repo, file := upload(t, data)
+	parent := t.TempDir()
+	mnt := filepath.Join(parent, "lazy")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Mount(mnt, file, RepoFetcher{Repo: repo}, Options{BackingDir: parent, NoPrefetch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(s.Path())
+	if err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	if _, err := f.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data[:4096]) {
+		s.Close()
+		t.Fatalf("read before abort: %v", err)
+	}
+	if err := s.Abort(); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	if _, err := f.ReadAt(buf, 6<<20); err == nil {
+		t.Fatal("read of an unfetched chunk after abort succeeded")
+	}
+	if err := os.RemoveAll(parent + "/lazy"); err == nil {
+		t.Fatal("removed a directory with a stale mount on it")
+	}
+	if err := DetachStale(mnt); err != nil {
+		t.Fatalf("detach stale: %v", err)
+	}
+	if err := DetachStale(mnt); err != nil {
+		t.Fatalf("detach of a directory with nothing mounted: %v", err)
+	}
+	if err := os.RemoveAll(mnt); err != nil {
+		t.Fatalf("remove after detach: %v", err)
+	}
+}
