@@ -297,10 +297,10 @@ type RestoreSource struct {
 	// shared by several restores, or served lazily (a FUSE file whose
 	// chunks are fetched on first touch, docs/lazy-restore.md). The VM
 	// keeps this for life (a driver records it for Attach): its Standby
-	// streams all of RAM into a new memory file in the standby directory
-	// (every page is read, so a lazy file is read whole), and a driver may
-	// refuse its Snapshot. A driver whose host setting already makes all
-	// memory private treats false as "the host default".
+	// and Snapshot stream all of RAM into a new memory file in the target
+	// directory (every page is read, so a lazy file is read whole). A
+	// driver whose host setting already makes all memory private treats
+	// false as "the host default".
 	PrivateMemory bool
 }
 

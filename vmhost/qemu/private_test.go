@@ -97,8 +97,17 @@ func TestPrivateMemoryStandby(t *testing.T) {
 	if err != nil || mid.BootID != before.BootID || mid.Counter < before.Counter {
 		t.Fatalf("state after private restore = %+v, %v; before standby %+v", mid, err, before)
 	}
-	if _, err := vm2.Snapshot(ctx, filepath.Join(root, "snapx")); err == nil {
-		t.Error("snapshot of a private-memory VM: no error")
+	// A snapshot of a private VM goes through the converter too, and the
+	// guest goes on.
+	snapx := filepath.Join(root, "snapx")
+	if _, err := vm2.Snapshot(ctx, snapx); err != nil {
+		t.Fatalf("snapshot of a private-memory VM: %v", err)
+	}
+	if vm2.State() != vmhost.StateRunning {
+		t.Fatalf("after a private snapshot the vm is %s", vm2.State())
+	}
+	if got, err := c.ReadFile(ctx, "/run/token2"); err != nil || string(got) != token2 {
+		t.Fatalf("token2 after a private snapshot = %q, %v", got, err)
 	}
 
 	// A standby cancelled while the RAM streams leaves no file, and the
@@ -203,8 +212,23 @@ func TestPrivateMemoryStandby(t *testing.T) {
 	if res, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"sh", "-c", "sha256sum /run/noise >/dev/null"}, Timeout: 120}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("guest after shared restore: %+v, %v", res, err)
 	}
-	c.Close()
 	vm3.Kill()
+
+	// The private snapshot taken on the way restores too, with both tokens.
+	vm4, err := d.Restore(ctx, config(im, filepath.Join(root, "run4"), mem), vmhost.RestoreSource{Dir: snapx})
+	if err != nil {
+		t.Fatalf("shared restore of the private snapshot: %v", err)
+	}
+	if err := c.Reconnect(rctx, vm4.Paths().AgentSocket); err != nil {
+		t.Fatalf("agent after restoring the private snapshot: %v", err)
+	}
+	for path, want := range map[string]string{"/run/token1": token1, "/run/token2": token2} {
+		if got, err := c.ReadFile(ctx, path); err != nil || string(got) != want {
+			t.Errorf("%s after restoring the private snapshot = %q, %v; want %q", path, got, err, want)
+		}
+	}
+	c.Close()
+	vm4.Kill()
 }
 
 // TestPrivateRestoreAttach: privacy is a fact of each VM, not only of the

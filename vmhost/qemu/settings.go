@@ -42,7 +42,9 @@ type Settings struct {
 	// one file can back many guests. Standby then cannot leave the RAM in
 	// that file: it migrates every RAM page through migstream.Convert,
 	// which writes a new memory file and a device state that the share=on
-	// restore resumes. Snapshot (standby without quit) is refused.
+	// restore resumes; Snapshot does the same and resumes the guest (a
+	// pause of the whole RAM's conversion). RestoreSource.PrivateMemory
+	// makes one restore private on a host where this is off.
 	PrivateMemory bool
 	// Logger receives driver events; default slog.Default().
 	Logger *slog.Logger

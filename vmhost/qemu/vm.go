@@ -370,15 +370,15 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	if prev != vmhost.StateRunning && prev != vmhost.StatePaused {
 		return info, fmt.Errorf("snapshot vm %s: %w: %s", v.m.Config.Name, vmhost.ErrInvalidState, prev)
 	}
-	if v.m.PrivateMemory {
-		return info, fmt.Errorf("snapshot vm %s: %w: its memory is private (share=off); only standby parks it", v.m.Config.Name, vmhost.ErrInvalidState)
-	}
 	cfg := v.m.Config
 	memDst := filepath.Join(dir, vmhost.MemoryFile)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return info, fmt.Errorf("snapshot: %w", err)
 	}
-	if err := sameFilesystem(dir, v.paths.Memory); err != nil {
+	// Private memory is converted from the migration stream into a new
+	// file; shared memory is copied from its own file (a clone when the
+	// filesystem shares extents).
+	if err := sameFilesystem(dir, v.paths.Memory); err != nil && !v.m.PrivateMemory {
 		return info, fmt.Errorf("snapshot: %w: %w", vmhost.ErrInvalidConfig, err)
 	}
 	if _, err := os.Lstat(memDst); err == nil || memDst == v.paths.Memory {
@@ -398,9 +398,16 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	err := v.execute(ctx, "stop", nil, nil)
 	if err == nil {
 		v.setState(vmhost.StatePaused)
-		devBytes, err = v.saveDeviceState(ctx, dir)
+		if v.m.PrivateMemory {
+			// The whole RAM streams through the converter while the
+			// guest is paused: a longer pause than a shared snapshot's.
+			method = "converted"
+			devBytes, err = v.saveConverted(ctx, dir)
+		} else {
+			devBytes, err = v.saveDeviceState(ctx, dir)
+		}
 	}
-	if err == nil {
+	if err == nil && !v.m.PrivateMemory {
 		// The guest is paused: the RAM in the file matches the device
 		// state just written. The copy reads the page cache, which is
 		// what the guest wrote, synced or not.
