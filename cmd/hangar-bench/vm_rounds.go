@@ -31,9 +31,14 @@ type restoreArm struct {
 	fsync       bool
 	inline      bool
 	concurrency int // 0: the manager's choice (the pipeline default)
-	// lazy is not a download variant: the lazy restore (vm_lazy.go),
-	// memory served by lazyfs, QEMU share=off over it.
+	// lazy is not a download variant: the spike's lazy restore
+	// (vm_lazy.go), memory served by lazyfs, QEMU share=off over it, with
+	// the prefetch variants below; for tuning lazyfs.
 	lazy bool
+	// mgr is the manager's own lazy restore: host b's second manager,
+	// opened with restore.lazy (vmhost/manager/lazy.go), restores the
+	// snapshot as a host with restore.lazy does. Not first.
+	mgr bool
 	// For lazy: no prefetch, prefetch delay, prefetch yields to demand
 	// (concurrency is the prefetch workers).
 	noPrefetch    bool
@@ -68,6 +73,8 @@ func parseArms(s string) ([]restoreArm, error) {
 				a.inline = false
 			case tok == "lazy":
 				a.lazy = true
+			case tok == "mgr":
+				a.mgr = true
 			case tok == "nopf":
 				a.noPrefetch = true
 			case tok == "yield":
@@ -99,7 +106,7 @@ func parseArms(s string) ([]restoreArm, error) {
 				}
 				a.concurrency = n
 			default:
-				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; lazy, nopf, yield, hot, rN, dN, kN)", s, tok)
+				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; mgr; lazy, nopf, yield, hot, rN, dN, kN)", s, tok)
 			}
 		}
 		arms = append(arms, a)
@@ -107,8 +114,8 @@ func parseArms(s string) ([]restoreArm, error) {
 	if len(arms) == 0 {
 		return nil, fmt.Errorf("-arms %q: no arm", s)
 	}
-	if arms[0].lazy {
-		return nil, fmt.Errorf("-arms %q: the first arm is the main run's download variant; put lazy after it", s)
+	if arms[0].lazy || arms[0].mgr {
+		return nil, fmt.Errorf("-arms %q: the first arm is the main run's download variant; put lazy and mgr after it", s)
 	}
 	return arms, nil
 }
@@ -258,6 +265,16 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 				continue
 			}
 			h.repo.setArm(arm)
+			if arm.mgr {
+				c, err := b.managerLazyCold(sid, want, minioPID)
+				if err != nil {
+					return nil, fmt.Errorf("round %d, arm %s: %w", r+1, arm.name, err)
+				}
+				costs[i] = c
+				fmt.Printf("round %d, hangar %-22s %.3fs wall, CPU %.2fs + MinIO %.2fs (manager, restore.lazy)\n",
+					r+1, arm.name+":", c.wall.Seconds(), c.cpu.Seconds(), c.minio.Seconds())
+				continue
+			}
 			dirty := dirtyPages()
 			dropped0 := h.cache.Stats().FillsDropped
 			m0, s0, start := procCPU(minioPID), selfCPU(), time.Now()
@@ -275,7 +292,7 @@ func (b *vmBench) restoreRounds(sid string, want guestCheck, arms []restoreArm, 
 			if dl.stats.ChunksFromCache != 0 || dl.stats.ChunksFromStore == 0 {
 				return nil, fmt.Errorf("round %d, arm %s: restore was not cold: %+v", r+1, arm.name, dl.stats)
 			}
-			if err := b.checkAndDelete(in, want); err != nil {
+			if err := b.checkAndDelete(h.m, in, want); err != nil {
 				return nil, fmt.Errorf("round %d, arm %s: %w", r+1, arm.name, err)
 			}
 			costs[i] = c
@@ -305,8 +322,30 @@ func (b *vmBench) uploadChunked(man *snapshot.Manifest, chunkMiB int) (*snapshot
 	return km, nil
 }
 
-// checkAndDelete verifies a restored guest and deletes it.
-func (b *vmBench) checkAndDelete(in manager.Instance, want guestCheck) error {
+// managerLazyCold is one cold restore on b by the manager with
+// restore.lazy: request → agent answers (RestoreSnapshot returns then),
+// then the guest is verified and deleted (its mount goes with it).
+func (b *vmBench) managerLazyCold(sid string, want guestCheck, minioPID int) (roundCost, error) {
+	h := b.hosts[1]
+	m, err := h.lazyManager(b)
+	if err != nil {
+		return roundCost{}, err
+	}
+	m0, s0, start := procCPU(minioPID), selfCPU(), time.Now()
+	in, err := m.RestoreSnapshot(b.ctx, sid, manager.ForkSpec{})
+	if err != nil {
+		return roundCost{}, err
+	}
+	c := roundCost{wall: time.Since(start), cpu: selfCPU() - s0, minio: procCPU(minioPID) - m0}
+	if in.LazyFrom == nil {
+		m.Delete(b.ctx, in.ID)
+		return roundCost{}, fmt.Errorf("the restore.lazy manager restored eagerly (no FUSE here?)")
+	}
+	return c, b.checkAndDelete(m, in, want)
+}
+
+// checkAndDelete verifies a restored guest and deletes it through m.
+func (b *vmBench) checkAndDelete(m *manager.Manager, in manager.Instance, want guestCheck) error {
 	ctx := b.ctx
 	c, err := agent.Dial(ctx, in.AgentSocket)
 	if err != nil {
@@ -317,7 +356,7 @@ func (b *vmBench) checkAndDelete(in manager.Instance, want guestCheck) error {
 	if err != nil {
 		return err
 	}
-	return b.hosts[1].m.Delete(ctx, in.ID)
+	return m.Delete(ctx, in.ID)
 }
 
 // baselineCold is one baseline cold restore on b, timed and costed: GET

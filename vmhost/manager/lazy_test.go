@@ -15,6 +15,15 @@ import (
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
 )
 
+// needFUSE skips a test that needs lazy mounts where they cannot be made
+// (scripts/deps.sh provides /dev/fuse; lazyfs mounts as root).
+func needFUSE(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil || os.Geteuid() != 0 {
+		t.Skip("lazy restore needs /dev/fuse and root")
+	}
+}
+
 // lazyMounts counts the mounts under root (from /proc/self/mountinfo).
 func lazyMounts(t testing.TB, root string) int {
 	t.Helper()
@@ -71,6 +80,7 @@ func readToken(t testing.TB, c *agent.Client, path string) (string, error) {
 // converted into a new memory file), the mount goes, the upload commits;
 // the ordinary restore on A finds both tokens.
 func TestLazyRestore(t *testing.T) {
+	needFUSE(t)
 	ctx := context.Background()
 	store := bucketStore(t)
 	a := newHost(t, "a", store, hostOpts{})
@@ -155,6 +165,7 @@ func TestLazyRestore(t *testing.T) {
 //   - Delete of a lazily restored instance leaves no mount and no runtime
 //     directory.
 func TestLazyRestoreRestart(t *testing.T) {
+	needFUSE(t)
 	ctx := context.Background()
 	store := bucketStore(t)
 	a := newHost(t, "a", store, hostOpts{cfg: Config{RestoreLazy: true}})
