@@ -121,7 +121,16 @@ func TestLazyRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A named snapshot of the lazy guest converts its RAM too, and the
+	// guest goes on over its mount.
+	if _, err := b.m.Snapshot(ctx, id, SnapshotSpec{SnapshotID: "n-lazy", Name: "while-lazy", Kind: KindStandby}); err != nil {
+		t.Fatalf("named snapshot of the lazy guest: %v", err)
+	}
+	if got, err := readToken(t, cb, "/run/token2"); err != nil || got != tok2 {
+		t.Fatalf("lazy guest after its named snapshot: token2 %q, %v", got, err)
+	}
 	cb.Close()
+	b.waitNamed("n-lazy", StorageCentral, uploadTimeout)
 
 	parked, err := b.m.Standby(ctx, id, StandbyOptions{SnapshotID: sid2})
 	if err != nil {
@@ -150,6 +159,18 @@ func TestLazyRestore(t *testing.T) {
 	}
 	if _, err := a.m.Stop(ctx, back.ID); err != nil {
 		t.Fatal(err)
+	}
+	ca.Close()
+
+	// The named snapshot taken while lazy restores on A too.
+	named, err := a.m.RestoreSnapshot(ctx, "n-lazy", ForkSpec{ID: "lazy-named", Name: "lazy-named"})
+	if err != nil {
+		t.Fatalf("restore on a of the snapshot taken while lazy: %v", err)
+	}
+	ca = a.agentOf(named.ID)
+	checkResumed(t, ca, tok1, before)
+	if got, err := readToken(t, ca, "/run/token2"); err != nil || got != tok2 {
+		t.Fatalf("token2 in the snapshot taken while lazy = %q, %v; want %q", got, err, tok2)
 	}
 }
 

@@ -465,7 +465,11 @@ func (s *Server) fill(sl *slot) error {
 	s.stats.Fetched++
 	if err != nil {
 		s.stats.Errors++
-		s.log.Warn("lazy chunk fetch failed", "file", s.file.Name, "chunk", sl.id.String(), "err", err)
+		lvl := s.log.Warn
+		if s.ctx.Err() != nil {
+			lvl = s.log.Debug // the server is closing: nobody waits for it
+		}
+		lvl("lazy chunk fetch failed", "file", s.file.Name, "chunk", sl.id.String(), "err", err)
 		return fmt.Errorf("lazyfs: file %s chunk %s: %w", s.file.Name, sl.id, err)
 	}
 	if sl.demand {
