@@ -96,7 +96,7 @@ func (b *vmBench) lazyCold(sid string, want guestCheck, minioPID int, arm restor
 	mounted := time.Since(start)
 	srv, err := lazyfs.Mount(mnt, mem, fetcher, lazyfs.Options{
 		BackingDir: dir, PrefetchWorkers: workers, MaxReadAhead: b.lazy.readAhead, MaxWrite: b.lazy.maxWrite, Logger: b.log,
-		NoPrefetch: arm.noPrefetch, PrefetchFirst: hotFor(arm, b.hotOrder), RestWorkers: arm.restWorkers, PrefetchDelay: arm.prefetchDelay, PrefetchYield: arm.yield,
+		NoPrefetch: arm.noPrefetch, PrefetchFirst: hotFor(arm, b.hotOrder), RestWorkers: arm.restWorkers, PrefetchDelay: arm.prefetchDelay, PrefetchYield: arm.yield, DemandAhead: arm.ahead,
 	})
 	if err != nil {
 		return res, err

@@ -46,6 +46,7 @@ type restoreArm struct {
 	yield         bool
 	hot           bool // prefetch the touch profile of a profiling restore first
 	restWorkers   int  // rN: after the hot set, N prefetch workers
+	ahead         int  // aN: a demand fetch starts the next N chunks too
 	chunkMiB      int  // kN: restore a copy of the snapshot uploaded with N MiB chunks
 }
 
@@ -87,6 +88,12 @@ func parseArms(s string) ([]restoreArm, error) {
 					return nil, fmt.Errorf("-arms %q: %q: want kN, N MiB chunks (1, 2, 4, 8, 16)", s, tok)
 				}
 				a.chunkMiB = n
+			case strings.HasPrefix(tok, "a"):
+				n, err := strconv.Atoi(tok[1:])
+				if err != nil || n < 1 || n > 16 {
+					return nil, fmt.Errorf("-arms %q: %q: want aN, N chunks fetched ahead of a demand fetch", s, tok)
+				}
+				a.ahead = n
 			case strings.HasPrefix(tok, "r"):
 				n, err := strconv.Atoi(tok[1:])
 				if err != nil || n < 1 || n > 64 {
@@ -106,7 +113,7 @@ func parseArms(s string) ([]restoreArm, error) {
 				}
 				a.concurrency = n
 			default:
-				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; mgr; lazy, nopf, yield, hot, rN, dN, kN)", s, tok)
+				return nil, fmt.Errorf("-arms %q: unknown part %q (fsync, nosync, inline, offer, cN; mgr; lazy, nopf, yield, hot, rN, dN, kN, aN)", s, tok)
 			}
 		}
 		arms = append(arms, a)

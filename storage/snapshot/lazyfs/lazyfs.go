@@ -85,6 +85,10 @@ type Options struct {
 	// PrefetchYield makes prefetch workers start no new chunk while a
 	// read waits for a demand fetch.
 	PrefetchYield bool
+	// DemandAhead, if > 0, starts fetching the next DemandAhead chunks
+	// after one a read waits for, at once, beside it (guests touch memory
+	// in runs), whatever PrefetchDelay says.
+	DemandAhead int
 	// MaxReadAhead is passed to the kernel (FUSE init); 0: go-fuse's
 	// default.
 	MaxReadAhead int
@@ -485,6 +489,24 @@ func (s *Server) fill(sl *slot) error {
 	return nil
 }
 
+// ahead starts fetching the DemandAhead chunks after index idx that no one
+// fetches yet, each in its own goroutine.
+func (s *Server) ahead(idx int) {
+	for i, n := idx+1, 0; i < len(s.slots) && n < s.opts.DemandAhead; i++ {
+		sl := s.slots[i]
+		if sl == nil {
+			continue
+		}
+		n++
+		if sl.started.Load() {
+			continue
+		}
+		// Not in wg: a read may run while Close waits. A fetch that
+		// outlives Close fails on the cancelled context or closed file.
+		go s.ensure(sl, false)
+	}
+}
+
 // read serves a FUSE read of dest at off.
 func (s *Server) read(dest []byte, off int64) ([]byte, syscall.Errno) {
 	if off >= s.file.Size {
@@ -510,6 +532,7 @@ func (s *Server) read(dest []byte, off int64) ([]byte, syscall.Errno) {
 		}
 		t := time.Now()
 		s.demanding.Add(1)
+		s.ahead(int(idx))
 		err := s.ensure(sl, true)
 		s.demanding.Add(-1)
 		waited += time.Since(t)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/storage/chunk"
@@ -180,5 +181,48 @@ func TestAbortLeavesStaleMount(t *testing.T) {
 	}
 	if err := os.RemoveAll(mnt); err != nil {
 		t.Fatalf("remove after detach: %v", err)
+	}
+}
+
+// TestDemandAhead: a read that waits for chunk 0 also starts the next
+// non-hole chunk (1), and nothing else is fetched without a prefetcher.
+func TestDemandAhead(t *testing.T) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skip("no /dev/fuse")
+	}
+	data := testFile(t)
+	repo, file := upload(t, data)
+	mnt := t.TempDir()
+	s, err := Mount(mnt, file, RepoFetcher{Repo: repo}, Options{BackingDir: t.TempDir(), NoPrefetch: true, DemandAhead: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := os.Open(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	if _, err := f.ReadAt(buf, 0); err != nil || !bytes.Equal(buf, data[:4096]) {
+		t.Fatalf("read: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Fetched < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("chunk 1 not fetched ahead: %+v", s.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	st := s.Stats()
+	if st.DemandFetches != 1 || st.PrefetchFetchs != 1 || st.Fetched != 2 {
+		t.Fatalf("stats %+v: want chunk 0 on demand and chunk 1 ahead, nothing more", st)
+	}
+	// Chunk 1 is served without another fetch.
+	if _, err := f.ReadAt(buf, 1<<20); err != nil || !bytes.Equal(buf, data[1<<20:1<<20+4096]) {
+		t.Fatalf("read of chunk 1: %v", err)
+	}
+	if st := s.Stats(); st.Fetched != 2 {
+		t.Fatalf("reading the chunk fetched ahead fetched again: %+v", st)
 	}
 }
