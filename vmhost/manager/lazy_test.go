@@ -75,7 +75,9 @@ func readToken(t testing.TB, c *agent.Client, path string) (string, error) {
 
 // TestLazyRestore: standby on host A; a lazy restore of the committed
 // snapshot on host B (empty cache) resumes the very guest (token, boot
-// id, counter) over a FUSE mount; a second token written on B; standby on
+// id, counter) over a FUSE mount, and a lazy fork of it runs beside it
+// on its own mount until deleted; a second token written on B, a named
+// snapshot taken of the lazy guest; standby on
 // B goes through the private standby (every page read through the mount,
 // converted into a new memory file), the mount goes, the upload commits;
 // the ordinary restore on A finds both tokens.
@@ -105,6 +107,24 @@ func TestLazyRestore(t *testing.T) {
 	}
 	if n := lazyMounts(t, b.root); n != 1 {
 		t.Fatalf("%d mounts under b's root while the lazy guest runs, want 1", n)
+	}
+	// A fork of the same snapshot beside it: its own mount, chunks shared
+	// through the host cache; deleting it leaves the other mount alone.
+	fork, err := b.m.Fork(ctx, sid1, ForkSpec{ID: "lazy-fork", Name: "lazy-fork"})
+	if err != nil || fork.LazyFrom == nil {
+		t.Fatalf("lazy fork on b: %+v, %v", fork, err)
+	}
+	if n := lazyMounts(t, b.root); n != 2 {
+		t.Fatalf("%d mounts under b's root with a lazy restore and a lazy fork, want 2", n)
+	}
+	cf := b.agentOf(fork.ID)
+	checkResumed(t, cf, tok1, before)
+	cf.Close()
+	if err := b.m.Delete(ctx, fork.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := lazyMounts(t, b.root); n != 1 {
+		t.Fatalf("%d mounts under b's root after deleting the fork, want 1", n)
 	}
 	cb := b.agentOf(id)
 	checkResumed(t, cb, tok1, before)
