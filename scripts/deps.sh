@@ -6,6 +6,9 @@
 #   minio:  $HANGAR_CACHE/bin/minio (built from the Go module proxy)
 #   kernel: $HANGAR_CACHE/kernel/{vmlinuz,modules/,release} (linux-image-cloud-amd64;
 #           release is the `uname -r` the modules belong to)
+#   fuse:   /dev/fuse for lazy restore (restore.lazy, storage/snapshot/lazyfs);
+#           loaded with modprobe when missing. No fuse3 package: lazyfs
+#           mounts directly as root and never runs fusermount.
 #
 # Idempotent: a second run with everything present does nothing and is fast.
 set -euo pipefail
@@ -72,7 +75,16 @@ guest_kernel() {
 	mv "$dir.new" "$dir"
 }
 
+# fuse_device makes /dev/fuse available, or says that lazy restore will
+# fall back to eager downloads (its tests skip) without it.
+fuse_device() {
+	[ -e /dev/fuse ] && return
+	as_root modprobe fuse 2>/dev/null || true
+	[ -e /dev/fuse ] || log "no /dev/fuse: lazy restore (restore.lazy) will download eagerly"
+}
+
 apt_packages
 minio_server
 guest_kernel
+fuse_device
 log "ready (cache: $HANGAR_CACHE)"

@@ -292,6 +292,16 @@ type RestoreSource struct {
 	Dir string
 	// MemoryPath is the memory file to run from; default Dir/memory.
 	MemoryPath string
+	// PrivateMemory maps the memory file private (copy-on-write): the
+	// guest's writes never reach the file, which may then be read-only,
+	// shared by several restores, or served lazily (a FUSE file whose
+	// chunks are fetched on first touch, docs/lazy-restore.md). The VM
+	// keeps this for life (a driver records it for Attach): its Standby
+	// and Snapshot stream all of RAM into a new memory file in the target
+	// directory (every page is read, so a lazy file is read whole). A
+	// driver whose host setting already makes all memory private treats
+	// false as "the host default".
+	PrivateMemory bool
 }
 
 // Paths are a VM's files on the host.

@@ -23,9 +23,10 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"chunker": {"chunker throughput and size beside zstd and lz4 CLIs on one memory-like file", runChunker},
-	"upload":  {"upload, 1%-changed re-upload and download through MinIO beside zstd -1 + one-object PUT/GET + zstd -d", runUpload},
-	"vm":      {"a real guest's standby, upload, cold and warm restore on two managers beside zstd -1 + one object + zstd -d", runVM},
+	"chunker":   {"chunker throughput and size beside zstd and lz4 CLIs on one memory-like file", runChunker},
+	"upload":    {"upload, 1%-changed re-upload and download through MinIO beside zstd -1 + one-object PUT/GET + zstd -d", runUpload},
+	"lazyserve": {"internal: the FUSE server child of vm -lazy-kill", runLazyServe},
+	"vm":        {"a real guest's standby, upload, cold and warm restore on two managers beside zstd -1 + one object + zstd -d", runVM},
 }
 
 func main() {

@@ -64,8 +64,10 @@ func runVM(ctx context.Context, args []string) error {
 	fs.Var(&fillQueue, "fill-queue", "bound of the host caches' background fill queue (cache.WithFillQueue)")
 	threads := fs.Uint("threads", 4, "baseline: minio-go parts uploaded at once")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of hangar's cold restore (this process) to this file")
-	armsFlag := fs.String("arms", "nosync+inline", "hangar download variants for the cold restores, comma-separated, each '+'-joined from fsync|nosync, inline|offer (host cache filled in the fetch workers | in the background) and cN (concurrency); the first is used for the main cold and warm restore")
+	armsFlag := fs.String("arms", "nosync+inline", "hangar download variants for the cold restores, comma-separated, each '+'-joined from fsync|nosync, inline|offer (host cache filled in the fetch workers | in the background) and cN (concurrency); or mgr (the manager's lazy restore, restore.lazy on host b; not first); or lazy (the spike's lazyfs + QEMU share=off with prefetch variants nopf, dN, yield, hot, rN, kN; not first); the first is used for the main cold and warm restore")
 	rounds := fs.Int("rounds", 0, "after the main run, this many rounds of cold restores on b: every arm and the baseline, with CPU-seconds")
+	var lazy lazyOpts
+	lazy.register(fs)
 	dropStore := fs.Bool("rounds-drop-store-cache", true, "evict MinIO's files from the page cache before every cold restore of the rounds")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -129,7 +131,7 @@ func runVM(ctx context.Context, args []string) error {
 		ctx: ctx, log: log, image: image, srv: srv, bucket: bucket, work: work,
 		memMiB: *memMiB, vcpus: *vcpus, used: *used, policy: policy, codec: *codec,
 		part: uint64(part), threads: *threads, cpuProfile: *cpuProfile,
-		arms: arms, rounds: *rounds, dropStoreCache: *dropStore, fillQueue: int64(fillQueue),
+		arms: arms, rounds: *rounds, dropStoreCache: *dropStore, fillQueue: int64(fillQueue), lazy: lazy,
 	}
 	fmt.Printf("guest %d MiB, %d vCPU, %s; %.0f%% filled; hangar %s; MinIO %s; %s\n",
 		*memMiB, *vcpus, *accel, *used*100, *codec, srv.Endpoint, toolVersions())
@@ -196,6 +198,8 @@ type vmBench struct {
 	rounds         int
 	dropStoreCache bool
 	fillQueue      int64
+	lazy           lazyOpts
+	hotOrder       []int // touch profile for lazy+hot arms
 	hosts          [2]*benchHost
 }
 
@@ -208,6 +212,24 @@ type benchHost struct {
 	cache *cache.Cache
 	repo  *timedRepo
 	m     *manager.Manager
+	// mLazy is a second manager on the same driver, repo and cache, with
+	// restore.lazy (the mgr arm), opened when first needed.
+	mLazy *manager.Manager
+}
+
+// lazyManager returns h's restore.lazy manager, opening it the first time
+// (its own data directory beside the main one).
+func (h *benchHost) lazyManager(b *vmBench) (*manager.Manager, error) {
+	if h.mLazy != nil {
+		return h.mLazy, nil
+	}
+	m, err := manager.Open(b.ctx, manager.Config{DataDir: filepath.Join(h.root, "dl"), RestoreLazy: true, CompressionDefault: b.policy},
+		manager.Deps{Hypervisor: h.hv, Image: b.image, Repo: h.repo, Cache: h.cache, Logger: b.log.With("host", h.name, "manager", "lazy")})
+	if err != nil {
+		return nil, fmt.Errorf("open the restore.lazy manager: %w", err)
+	}
+	h.mLazy = m
+	return m, nil
 }
 
 func (b *vmBench) openHost(name, accel string) (*benchHost, error) {
@@ -248,6 +270,9 @@ func (b *vmBench) openHost(name, accel string) (*benchHost, error) {
 
 // close stops the manager and kills every VM the host's driver runs.
 func (h *benchHost) close() {
+	if h.mLazy != nil {
+		h.mLazy.Close()
+	}
 	if h.m != nil {
 		h.m.Close()
 	}
@@ -598,6 +623,11 @@ func (b *vmBench) run() (*vmReport, error) {
 	rep.arm = b.arms[0].name
 	if b.rounds > 0 {
 		if rep.rounds, err = b.restoreRounds(sid, want, b.arms, b.rounds); err != nil {
+			return nil, err
+		}
+	}
+	if b.lazy.kill {
+		if err := b.lazyKill(sid); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,6 +57,10 @@ type DownloadOptions struct {
 	// it hashes only the chunks that changed (UploadOptions.DigestKey).
 	// Failing to write a record is only logged.
 	DigestKey *digests.Key
+	// Exclude names files of the manifest not to download (a lazy restore
+	// serves the memory file itself, storage/snapshot/lazyfs). The whole
+	// manifest is still validated; names it does not have are ignored.
+	Exclude []string
 }
 
 // DownloadStats say where a download's chunks came from. A chunk id that
@@ -137,6 +142,9 @@ func (r *Repo) Download(ctx context.Context, m *Manifest, dir string, opts Downl
 	}
 	if err := m.Validate(); err != nil {
 		return DownloadStats{}, fmt.Errorf("download snapshot %s: %w", m.ID, err)
+	}
+	if len(opts.Exclude) > 0 {
+		m = m.without(opts.Exclude)
 	}
 	if opts.Concurrency < 0 {
 		return DownloadStats{}, fmt.Errorf("download snapshot %s: Concurrency %d is negative", m.ID, opts.Concurrency)
@@ -468,4 +476,18 @@ func putRaw(b []byte) {
 	}
 	b = b[:0]
 	rawPool.Put(&b)
+}
+
+// without returns a copy of m (validated) without the named files. Only
+// Files differs: the copy is for reading the remaining files, its Totals
+// still describe the whole snapshot.
+func (m *Manifest) without(names []string) *Manifest {
+	c := *m
+	c.Files = nil
+	for _, f := range m.Files {
+		if !slices.Contains(names, f.Name) {
+			c.Files = append(c.Files, f)
+		}
+	}
+	return &c
 }

@@ -95,6 +95,38 @@ func TestDownloadNoSync(t *testing.T) {
 	}
 }
 
+// TestDownloadExclude: excluded files are not written (a lazy restore
+// serves the memory file itself); the rest are, whole.
+func TestDownloadExclude(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo(t, newMem())
+	src := t.TempDir()
+	mem := testFile(4*testChunk+100, 3, 2)
+	dev := testFile(testChunk/2, 1, 0)
+	m, err := r.Upload(ctx, info("exclude", zstd1()), []FileSource{
+		{Name: "memory", Path: writeFile(t, src, "memory", mem)},
+		{Name: "device-state", Path: writeFile(t, src, "device-state", dev)},
+	}, UploadOptions{ChunkSize: testChunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	st, err := r.Download(ctx, m, out, DownloadOptions{Exclude: []string{"memory", "not-there"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := dirEntries(t, out); !slices.Equal(names, []string{"device-state"}) {
+		t.Fatalf("dir holds %v, want only device-state", names)
+	}
+	checkFile(t, filepath.Join(out, "device-state"), dev, m.Files[1])
+	if st.Files != 1 {
+		t.Fatalf("stats %+v: want 1 file", st)
+	}
+	if len(m.Files) != 2 {
+		t.Fatalf("Download changed the caller's manifest: %d files", len(m.Files))
+	}
+}
+
 // TestDownloadFillsCacheInBackground: with the real host cache and
 // BackgroundCacheFill, a cold download offers every chunk it fetched
 // (storage/cache.Cache.Offer), and

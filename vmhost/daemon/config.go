@@ -53,6 +53,8 @@ type Config struct {
 	Capacity CapacityConfig `yaml:"capacity"`
 	// Snapshot holds the host's snapshot settings.
 	Snapshot SnapshotConfig `yaml:"snapshot"`
+	// Restore holds the host's restore settings.
+	Restore RestoreConfig `yaml:"restore"`
 	// UploadConcurrency is how many upload jobs run at once (1-64).
 	UploadConcurrency int `yaml:"upload_concurrency"`
 	// ShutdownTimeout bounds the HTTP server's drain at shutdown.
@@ -128,6 +130,18 @@ type SnapshotConfig struct {
 	// commit before it gives up; default 2m, at most 1h. Negative: no
 	// wait, a snapshot not committed yet is not found at once.
 	CommitWait time.Duration `yaml:"commit_wait"`
+}
+
+// RestoreConfig holds the host's restore settings.
+type RestoreConfig struct {
+	// Lazy restores (and forks) from central storage lazily: the memory
+	// file is served by a FUSE mount in the daemon, its chunks fetched on
+	// first read and prefetched in the background, and the guest resumes
+	// before the whole snapshot is here (docs/lazy-restore.md). Needs root
+	// and /dev/fuse (a host without them restores eagerly). Such a guest
+	// cannot outlive the daemon: after a daemon restart it is back on
+	// standby on its committed snapshot. Default false.
+	Lazy bool `yaml:"lazy"`
 }
 
 // Defaults, in one place.
@@ -286,6 +300,7 @@ func (c Config) managerConfig(qs qemu.Settings) manager.Config {
 		CompressionDefault:   c.Snapshot.CompressionDefault,
 		UploadConcurrency:    c.UploadConcurrency,
 		CommitWait:           c.Snapshot.CommitWait,
+		RestoreLazy:          c.Restore.Lazy,
 	}
 }
 

@@ -41,6 +41,8 @@
 //	snapshot.keep_local_after_commit keep raw files after the upload commits
 //	snapshot.commit_wait             how long a restore or fork here waits for
 //	                                 a snapshot's upload elsewhere to commit
+//	restore.lazy                     restore and fork from central storage
+//	                                 lazily (FUSE; docs/lazy-restore.md)
 //	upload_concurrency               upload jobs run at once
 //	shutdown_timeout                 bound on the HTTP drain at shutdown
 package daemon

@@ -47,6 +47,12 @@ type Config struct {
 	// storage (its upload may still be running on another host); default
 	// 2 minutes, negative: no wait (absent at once is ErrNotFound).
 	CommitWait time.Duration
+	// RestoreLazy makes restores, forks and rollbacks from central storage
+	// lazy (lazy.go, docs/lazy-restore.md): the memory file is a FUSE
+	// file whose chunks are fetched on first read and prefetched in the
+	// background, and the VM runs with private memory over it. Needs root
+	// and /dev/fuse; a host without them restores eagerly. Off by default.
+	RestoreLazy bool
 }
 
 // Backoff is an exponential backoff with jitter.

@@ -2,7 +2,7 @@
 // vmhost.Hypervisor, parks them on local disk (standby), moves their
 // snapshots to central storage with background upload jobs, and brings them
 // back (restore) or copies them (fork) from local files or from central
-// storage.
+// storage (downloaded, or with Config.RestoreLazy served lazily: lazy.go).
 //
 // # Vocabulary
 //
@@ -54,6 +54,9 @@
 //	                                      unix sockets fit 107 bytes); a
 //	                                      restore renames the snapshot (or
 //	                                      download) directory to it
+//	<data>/r/<8 hex>/lazy/memory          a lazy restore's memory file, a
+//	                                      FUSE mount (lazy.go); its backing
+//	                                      file in r/<8 hex>/ is unlinked
 //	<data>/s/<snapshot id>/               a standby or named snapshot's
 //	                                      raw files (a stopped one: only
 //	                                      config.json)
@@ -94,6 +97,15 @@
 // restored memory, a quarter second per half-used GiB on the benchmark
 // machine (docs/benchmarks.md). Standby still fsyncs: that memory file is
 // then the only copy.
+//
+// A lazily restored VM (Config.RestoreLazy, lazy.go, docs/lazy-restore.md)
+// is the same fallback made on purpose: its memory file is a FUSE mount
+// served by this process, so it cannot outlive the manager. The instance
+// records the committed snapshot it came from (Instance.LazyFrom); Close
+// kills such a VM, Detach lets its server die as the process would, and
+// Open kills one still running, detaches its stale mount and puts the
+// instance back to Standby on that snapshot (its work since the restore
+// is lost), unless its standby had finished, which is kept.
 //
 // Chunk digests (storage/digests, digests.go) need no crash handling. A
 // record is MACed with the host key and checked against the file's size,

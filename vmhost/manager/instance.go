@@ -192,21 +192,31 @@ type Instance struct {
 	// restarted daemon, after the local snapshot's memory became live RAM
 	// and Snapshot was cleared.
 	RestoredFrom string `json:"restored_from,omitempty"`
+	// LazyFrom is set while the VM runs (or is being restored) over a
+	// lazy mount of this committed snapshot's memory file (lazy.go); it
+	// is where a restarted manager puts the instance back on standby.
+	LazyFrom *SnapshotRef `json:"lazy_from,omitempty"`
 }
 
 // clone returns a deep copy, so callers never share the manager's state.
 func (in *Instance) clone() Instance {
 	c := *in
-	if in.Snapshot != nil {
-		s := *in.Snapshot
-		if s.Totals != nil {
-			t := *s.Totals
-			s.Totals = &t
-		}
-		c.Snapshot = &s
-	}
+	c.Snapshot = cloneRef(in.Snapshot)
+	c.LazyFrom = cloneRef(in.LazyFrom)
 	c.SnapshotPolicy = clonePolicy(in.SnapshotPolicy)
 	return c
+}
+
+func cloneRef(r *SnapshotRef) *SnapshotRef {
+	if r == nil {
+		return nil
+	}
+	s := *r
+	if s.Totals != nil {
+		t := *s.Totals
+		s.Totals = &t
+	}
+	return &s
 }
 
 func clonePolicy(p *compression.Policy) *compression.Policy {

@@ -18,6 +18,7 @@ import (
 	"github.com/hangar-vm/hangar/compression"
 	"github.com/hangar-vm/hangar/storage/digests"
 	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 	"github.com/hangar-vm/hangar/vmhost"
 	"github.com/hangar-vm/hangar/vmhost/guest"
 	"github.com/hangar-vm/hangar/vmhost/qemu"
@@ -110,6 +111,9 @@ type entry struct {
 	op      string // the exclusive operation in progress, "" if none
 	readers int    // forks reading this instance's snapshot files
 	vm      vmhost.VM
+	// lazy serves vm's memory file (lazy.go), nil for an eager VM. Owned
+	// like vm; closed only once vm is gone.
+	lazy *lazyfs.Server
 }
 
 var (
@@ -187,17 +191,40 @@ func (m *Manager) Close() error {
 	if !m.shutdown(errors.New("manager closed")) {
 		return nil
 	}
+	var err error
 	if m.ownHV {
-		return m.hv.Close()
+		err = m.hv.Close()
 	}
-	return nil
+	// A lazily restored VM cannot outlive its mount's server (this
+	// process): it is killed, and the next Open puts its instance back on
+	// standby (recoverLazy).
+	m.mu.Lock()
+	var lazy []*entry
+	for _, e := range m.insts {
+		if e.lazy != nil {
+			lazy = append(lazy, e)
+		}
+	}
+	m.mu.Unlock()
+	for _, e := range lazy {
+		if e.vm != nil {
+			e.vm.Kill()
+		}
+		if cerr := e.lazy.Close(); cerr != nil {
+			m.log.Warn("close lazy mount", "instance", e.id, "err", cerr)
+		}
+		e.lazy = nil
+	}
+	return err
 }
 
 // Detach lets go of everything without stopping any VM, as a daemon
 // handing over to its successor: background jobs stop where they are
 // (their persisted state is what a successor's Open resumes), and VMs are
 // released so that another process can Attach to them (drivers that can:
-// QEMU). A detached manager is closed.
+// QEMU). A detached manager is closed. Lazy mounts end as they would with
+// the process (lazyfs.Server.Abort): their VMs cannot go on, and the
+// successor puts their instances back on standby (lazy.go).
 func (m *Manager) Detach() {
 	if !m.shutdown(errDetached) {
 		return
@@ -205,6 +232,14 @@ func (m *Manager) Detach() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.insts {
+		if e.lazy != nil {
+			// Its server goes with us, as when the process dies: the
+			// mount is left stale for the successor (recoverLazy).
+			if err := e.lazy.Abort(); err != nil {
+				m.log.Warn("abort lazy mount", "instance", e.id, "err", err)
+			}
+			e.lazy = nil
+		}
 		if r, ok := e.vm.(interface{ Release() }); ok {
 			r.Release()
 		}
@@ -552,10 +587,14 @@ func (m *Manager) setVM(e *entry, vm vmhost.VM) {
 		}
 		msg := "guest exited unexpectedly (" + st.String() + ")"
 		m.log.Warn("instance crashed", "instance", e.meta.ID, "status", st.String())
-		if err := m.updateLocked(e, func(in *Instance) { in.State, in.Error, in.AgentSocket = StateError, msg, "" }); err != nil {
+		if err := m.updateLocked(e, func(in *Instance) { in.State, in.Error, in.AgentSocket, in.LazyFrom = StateError, msg, "", nil }); err != nil {
 			m.log.Error("record crash", "instance", e.meta.ID, "err", err)
 		}
 		e.vm = nil
+		if srv := e.lazy; srv != nil {
+			e.lazy = nil
+			go srv.Close() // not under the lock: unmounting waits for the kernel
+		}
 	}()
 }
 
@@ -576,6 +615,7 @@ func (m *Manager) Stop(ctx context.Context, id string) (Instance, error) {
 			return m.current(e), fmt.Errorf("stop instance %s: %w", id, err)
 		}
 	}
+	m.closeLazy(e)
 	run := in.RunDir
 	if err := m.update(e, func(in *Instance) { in.State, in.RunDir, in.AgentSocket = StateStopped, "", "" }); err != nil {
 		return m.current(e), err
@@ -610,6 +650,7 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	if e.vm != nil {
 		e.vm.Kill()
 	}
+	m.closeLazy(e)
 	if err := m.update(e, func(in *Instance) { in.State = StateDeleted }); err != nil {
 		return err
 	}

@@ -26,6 +26,7 @@ const (
 	sourceLocal  = "local"  // the raw files were on this host
 	sourceCache  = "cache"  // every chunk came from the host cache
 	sourceRemote = "remote" // at least one chunk came from the store
+	sourceLazy   = "lazy"   // small files fetched, the memory file mounted lazily (lazy.go)
 )
 
 // instruments are the manager's OpenTelemetry instruments. With no meter
@@ -61,7 +62,7 @@ func newInstruments(m metric.Meter) (*instruments, error) {
 		metric.WithDescription("Upload jobs cancelled because an operation needed their files, by operation."), metric.WithUnit("{job}"))
 	errs = append(errs, err)
 	ins.prepDuration, err = m.Float64Histogram("hangar.host.restore.prepare.duration",
-		metric.WithDescription("Time to get a snapshot's files ready for a restore or fork, by source: local, cache, remote."), metric.WithUnit("s"))
+		metric.WithDescription("Time to get a snapshot's files ready for a restore or fork, by source: local, cache, remote, lazy (until the memory file is mounted)."), metric.WithUnit("s"))
 	errs = append(errs, err)
 	ins.chunks, err = m.Int64Counter("hangar.host.restore.chunks",
 		metric.WithDescription("Chunks a restore or fork needed, by where they came from: cache (hit), store (miss, fetched), or shared (taken from a concurrent restore's or fork's fetch, which counted it): store counts every chunk fetched from the store once."), metric.WithUnit("{chunk}"))

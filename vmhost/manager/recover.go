@@ -84,6 +84,9 @@ func (m *Manager) recover(ctx context.Context) error {
 // recoverInstance brings one instance back to a consistent state.
 func (m *Manager) recoverInstance(ctx context.Context, e *entry, jobs map[string]*Job) {
 	in := &e.meta
+	if in.LazyFrom != nil && m.recoverLazy(ctx, e) {
+		return
+	}
 	log := m.log.With("instance", in.ID, "state", in.State)
 	switch in.State {
 	case StateCreating:

@@ -153,6 +153,7 @@ func (m *Manager) restoreCentral(ctx context.Context, e *entry, sid string) erro
 	}
 	if err := m.update(e, func(in *Instance) { m.running(in, vm, run); in.RestoredFrom = sid }); err != nil {
 		vm.Kill()
+		m.closeLazy(e)
 		return err
 	}
 	m.setVM(e, vm)
@@ -174,7 +175,17 @@ func (m *Manager) failed(e *entry, msg string) {
 // fromCentral downloads man into a fresh directory, which becomes the
 // runtime directory of e's VM, and resumes the VM there. On error no VM
 // runs and nothing is left on disk.
+//
+// With Config.RestoreLazy the memory file is served lazily instead
+// (fromCentralLazy); a host that cannot mount it downloads eagerly.
 func (m *Manager) fromCentral(ctx context.Context, e *entry, man *snapshot.Manifest) (vmhost.VM, string, error) {
+	if m.cfg.RestoreLazy {
+		vm, run, err := m.fromCentralLazy(ctx, e, man)
+		if !errors.Is(err, errLazyUnavailable) {
+			return vm, run, err
+		}
+		m.log.Warn("lazy restore unavailable; downloading the whole snapshot", "snapshot", man.ID, "err", err)
+	}
 	dl, err := m.fetch(ctx, man)
 	if err != nil {
 		return nil, "", err
@@ -202,10 +213,15 @@ func (m *Manager) fromCentral(ctx context.Context, e *entry, man *snapshot.Manif
 // runtime directory (the memory file there becomes its RAM), and waits for
 // the guest agent. On error no VM runs.
 func (m *Manager) resume(ctx context.Context, e *entry, run string) (vmhost.VM, error) {
+	return m.resumeFrom(ctx, e, run, vmhost.RestoreSource{Dir: run})
+}
+
+// resumeFrom is resume from src, with run as the runtime directory.
+func (m *Manager) resumeFrom(ctx context.Context, e *entry, run string, src vmhost.RestoreSource) (vmhost.VM, error) {
 	m.mu.Lock()
 	cfg := m.vmConfig(&e.meta, run)
 	m.mu.Unlock()
-	vm, err := m.hv.Restore(ctx, cfg, vmhost.RestoreSource{Dir: run})
+	vm, err := m.hv.Restore(ctx, cfg, src)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +401,7 @@ func (m *Manager) createFromCentral(ctx context.Context, man *snapshot.Manifest,
 	}
 	if err := m.update(e, func(in *Instance) { m.running(in, vm, run); in.RestoredFrom = man.ID }); err != nil {
 		vm.Kill()
+		m.closeLazy(e)
 		return m.current(e), err
 	}
 	m.setVM(e, vm)

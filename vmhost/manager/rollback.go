@@ -98,6 +98,7 @@ func (m *Manager) Rollback(ctx context.Context, id, sid string) (Instance, error
 		})
 		if err != nil {
 			vm.Kill()
+			m.closeLazy(e)
 			removeAll(run)
 			m.update(e, func(in *Instance) { in.RunDir, in.AgentSocket = "", "" })
 			return m.current(e), fmt.Errorf("roll back instance %s: %w", id, err)

@@ -199,6 +199,7 @@ func (m *Manager) Snapshot(ctx context.Context, id string, spec SnapshotSpec) (N
 				m.mu.Lock()
 				e.vm = nil
 				m.mu.Unlock()
+				m.closeLazy(e)
 			}
 			return NamedSnapshot{}, fmt.Errorf("snapshot instance %s: %w", id, err)
 		}

@@ -130,11 +130,15 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 			m.mu.Lock()
 			e.vm = nil
 			m.mu.Unlock()
+			m.closeLazy(e)
 		} else {
 			m.update(e, func(in *Instance) { in.Pending, in.PendingName = "", "" })
 		}
 		return m.current(e), fmt.Errorf("standby instance %s: %w", id, err)
 	}
+	// A lazy VM's standby read every page through its mount and wrote a
+	// new memory file; the VMM has quit, so the mount can go.
+	m.closeLazy(e)
 	m.moveDigests(liveMemory, filepath.Join(dir, vmhost.MemoryFile)) // the memory file moved there
 	m.log.Info("instance on standby", "instance", id, "snapshot", sid, "compression", setting.String(),
 		"pause", info.PauseDuration, "durable_after", time.Since(start))
@@ -160,7 +164,7 @@ func (m *Manager) parked(e *entry, sid, name string, setting compression.Setting
 	}
 	run := m.current(e).RunDir
 	if err := m.update(e, func(in *Instance) {
-		in.State, in.Pending, in.PendingName, in.RunDir, in.AgentSocket, in.RestoredFrom = StateStandby, "", "", "", "", ""
+		in.State, in.Pending, in.PendingName, in.RunDir, in.AgentSocket, in.RestoredFrom, in.LazyFrom = StateStandby, "", "", "", "", "", nil
 		in.Snapshot = &SnapshotRef{
 			ID: sid, Kind: KindStandby, Storage: StorageLocal, Local: true,
 			Compression: setting.String(), Created: created.UTC(),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hangar-vm/hangar/compression"
+	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 	"github.com/hangar-vm/hangar/vmhost"
 )
 
@@ -182,6 +183,11 @@ func (l layout) loadJobs() (jobs []*Job, bad []error, err error) {
 func removeAll(dir string) error {
 	if dir == "" {
 		return nil
+	}
+	// A runtime directory may hold a lazy mount (lazy.go), stale if its
+	// server died with an earlier manager; RemoveAll cannot go through it.
+	if err := lazyfs.DetachStale(filepath.Join(dir, lazyMountDir)); err != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("remove %s: %w", dir, err)

@@ -27,7 +27,15 @@ type machineArgs struct {
 	CPU      string        `json:"cpu"`
 	Config   vmhost.Config `json:"config"`
 	Incoming bool          `json:"incoming,omitempty"`
+	// PrivateMemory maps the memory file share=off (Settings.PrivateMemory
+	// or RestoreSource.PrivateMemory). It is recorded in the runtime file,
+	// so an attached VM still stands by through the converter.
+	PrivateMemory bool `json:"private_memory,omitempty"`
 }
+
+// ramBlock is the id of the memory backend, which is also the name of
+// its RAM block in the migration stream.
+const ramBlock = "ram0"
 
 func paths(cfg vmhost.Config) vmhost.Paths {
 	return vmhost.Paths{
@@ -48,13 +56,14 @@ func (m machineArgs) args() []string {
 		"-name", cfg.Name,
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-msg", "timestamp=on",
-		"-machine", fmt.Sprintf("%s,accel=%s,memory-backend=ram0", m.Machine, m.Accel),
+		"-machine", fmt.Sprintf("%s,accel=%s,memory-backend=%s", m.Machine, m.Accel, ramBlock),
 		"-cpu", m.CPU,
 		"-m", fmt.Sprintf("%dM", cfg.MemoryMiB),
 		"-smp", strconv.Itoa(cfg.VCPUs),
 		// Guest RAM is the file itself (share=on): after a pause the file is
-		// the memory image, so a snapshot writes no RAM at all.
-		"-object", fmt.Sprintf("memory-backend-file,id=ram0,size=%dM,mem-path=%s,share=on", cfg.MemoryMiB, cfg.MemoryPath),
+		// the memory image, so a snapshot writes no RAM at all. Private
+		// memory (share=off) only reads the file.
+		"-object", fmt.Sprintf("memory-backend-file,id=%s,size=%dM,mem-path=%s,share=%s", ramBlock, cfg.MemoryMiB, cfg.MemoryPath, onOff(!m.PrivateMemory)),
 		"-kernel", cfg.Boot.Kernel,
 	}
 	if cfg.Boot.Initrd != "" {
@@ -82,4 +91,11 @@ func (m machineArgs) args() []string {
 		a = append(a, "-incoming", "defer")
 	}
 	return a
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

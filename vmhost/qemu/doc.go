@@ -22,6 +22,14 @@
 // failed Start or Restore kills what it spawned. Attached VMs (not our
 // children) are watched through a pidfd.
 //
+// Private memory (Settings.PrivateMemory for every VM of a driver,
+// RestoreSource.PrivateMemory for one restore, e.g. over a lazy FUSE file):
+// guest RAM maps the memory file share=off, so the file is only read. The
+// flag is recorded in Dir/qemu.json, so an attached VM keeps it. Standby
+// and Snapshot then migrate every RAM page through a pipe into
+// migstream.Convert, which writes a new memory file and a device state
+// equal to a share=on standby's (docs/migstream.md).
+//
 // The accelerator is kvm by default and tcg by setting: nested setups may
 // offer a /dev/kvm that hangs guests, and tests run under tcg.
 package qemu

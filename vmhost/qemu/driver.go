@@ -120,7 +120,7 @@ func (d *Driver) Start(ctx context.Context, cfg vmhost.Config) (vmhost.VM, error
 	if err := createSparse(cfg.MemoryPath, int64(cfg.MemoryMiB)<<20); err != nil {
 		return nil, fmt.Errorf("start vm: %w", err)
 	}
-	m := machineArgs{Machine: d.machine, Accel: d.s.Accel, CPU: d.s.CPU, Config: cfg}
+	m := machineArgs{Machine: d.machine, Accel: d.s.Accel, CPU: d.s.CPU, Config: cfg, PrivateMemory: d.s.PrivateMemory}
 	return d.launch(ctx, m, "", "")
 }
 
@@ -171,7 +171,7 @@ func (d *Driver) Restore(ctx context.Context, cfg vmhost.Config, src vmhost.Rest
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("restore vm: %w", err)
 	}
-	m := machineArgs{Machine: info.Machine, Accel: d.s.Accel, CPU: info.CPU, Config: cfg, Incoming: true}
+	m := machineArgs{Machine: info.Machine, Accel: d.s.Accel, CPU: info.CPU, Config: cfg, Incoming: true, PrivateMemory: d.s.PrivateMemory || src.PrivateMemory}
 	if m.Machine == "" {
 		m.Machine = d.machine
 	}
@@ -182,8 +182,9 @@ func (d *Driver) Restore(ctx context.Context, cfg vmhost.Config, src vmhost.Rest
 	// runs, the directory no longer holds a snapshot, and must not look
 	// like one (a restarted daemon would restore stale device state onto
 	// newer memory). Its info file goes just before the guest resumes.
+	// A private mapping never writes the file: the snapshot stays whole.
 	consumed := ""
-	if filepath.Clean(src.MemoryPath) == filepath.Join(src.Dir, vmhost.MemoryFile) {
+	if !m.PrivateMemory && filepath.Clean(src.MemoryPath) == filepath.Join(src.Dir, vmhost.MemoryFile) {
 		consumed = src.Dir
 	}
 	return d.launch(ctx, m, devState, consumed)

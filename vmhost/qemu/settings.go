@@ -36,6 +36,16 @@ type Settings struct {
 	// dies (no PR_SET_PDEATHSIG), so that a restarted daemon can Attach to
 	// them. Off by default: a dead owner takes its QEMUs with it.
 	KeepRunningOnOwnerExit bool
+	// PrivateMemory maps guest RAM privately (memory-backend-file
+	// share=off): the memory file a VM starts or restores from is only
+	// read, pages the guest writes are copied in RAM (copy on write), so
+	// one file can back many guests. Standby then cannot leave the RAM in
+	// that file: it migrates every RAM page through migstream.Convert,
+	// which writes a new memory file and a device state that the share=on
+	// restore resumes; Snapshot does the same and resumes the guest (a
+	// pause of the whole RAM's conversion). RestoreSource.PrivateMemory
+	// makes one restore private on a host where this is off.
+	PrivateMemory bool
 	// Logger receives driver events; default slog.Default().
 	Logger *slog.Logger
 }

@@ -298,7 +298,8 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 		return info, fmt.Errorf("standby: %w", err)
 	}
 	if memDst != v.paths.Memory {
-		if err := sameFilesystem(dir, v.paths.Memory); err != nil {
+		// Private memory writes a new file; shared memory renames its own.
+		if err := sameFilesystem(dir, v.paths.Memory); err != nil && !v.m.PrivateMemory {
 			return info, fmt.Errorf("standby: %w: %w", vmhost.ErrInvalidConfig, err)
 		}
 		if _, err := os.Lstat(memDst); err == nil {
@@ -312,9 +313,13 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	err := v.execute(ctx, "stop", nil, nil)
 	if err == nil {
 		v.setState(vmhost.StatePaused)
-		devBytes, err = v.saveDeviceState(ctx, dir)
+		if v.m.PrivateMemory {
+			devBytes, err = v.saveConverted(ctx, dir)
+		} else {
+			devBytes, err = v.saveDeviceState(ctx, dir)
+		}
 	}
-	if err == nil {
+	if err == nil && !v.m.PrivateMemory {
 		err = syncFile(v.paths.Memory)
 	}
 	if err != nil {
@@ -335,7 +340,7 @@ func (v *VM) Standby(ctx context.Context, dir string) (vmhost.SnapshotInfo, erro
 	// The files are durable: from here on the VM is parked whatever happens
 	// to the process.
 	v.quit(ctx)
-	if memDst != v.paths.Memory {
+	if memDst != v.paths.Memory && !v.m.PrivateMemory {
 		if err := os.Rename(v.paths.Memory, memDst); err != nil {
 			return info, fmt.Errorf("standby: move memory file: %w", err)
 		}
@@ -370,7 +375,10 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return info, fmt.Errorf("snapshot: %w", err)
 	}
-	if err := sameFilesystem(dir, v.paths.Memory); err != nil {
+	// Private memory is converted from the migration stream into a new
+	// file; shared memory is copied from its own file (a clone when the
+	// filesystem shares extents).
+	if err := sameFilesystem(dir, v.paths.Memory); err != nil && !v.m.PrivateMemory {
 		return info, fmt.Errorf("snapshot: %w: %w", vmhost.ErrInvalidConfig, err)
 	}
 	if _, err := os.Lstat(memDst); err == nil || memDst == v.paths.Memory {
@@ -390,9 +398,16 @@ func (v *VM) Snapshot(ctx context.Context, dir string) (vmhost.SnapshotInfo, err
 	err := v.execute(ctx, "stop", nil, nil)
 	if err == nil {
 		v.setState(vmhost.StatePaused)
-		devBytes, err = v.saveDeviceState(ctx, dir)
+		if v.m.PrivateMemory {
+			// The whole RAM streams through the converter while the
+			// guest is paused: a longer pause than a shared snapshot's.
+			method = "converted"
+			devBytes, err = v.saveConverted(ctx, dir)
+		} else {
+			devBytes, err = v.saveDeviceState(ctx, dir)
+		}
 	}
-	if err == nil {
+	if err == nil && !v.m.PrivateMemory {
 		// The guest is paused: the RAM in the file matches the device
 		// state just written. The copy reads the page cache, which is
 		// what the guest wrote, synced or not.
