@@ -1,0 +1,85 @@
+package lazyfs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-vm/hangar/storage/chunk"
+	"github.com/hangar-vm/hangar/storage/snapshot"
+)
+
+// mapFetcher serves chunks from a map (a unit-test stand-in for a Repo).
+type mapFetcher map[chunk.ID][]byte
+
+func (m mapFetcher) FetchChunk(ctx context.Context, id chunk.ID) (snapshot.FetchedChunk, error) {
+	b, ok := m[id]
+	if !ok {
+		return snapshot.FetchedChunk{}, errors.New("no such chunk")
+	}
+	return snapshot.FetchedChunk{Raw: b, Stored: len(b) / 2, FromCache: true}, nil
+}
+
+// TestSocketFetcherWaitsForServer: a fetch while no server listens
+// waits; once a server comes, it gets the chunk. A chunk the server cannot
+// fetch is a final error, and so are bytes that do not match the id.
+func TestSocketFetcherWaitsForServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.sock")
+	raw := bytes.Repeat([]byte("hangar"), 1000)
+	id := chunk.Sum(raw)
+	f := SocketFetcher{Path: path, Patience: time.Minute}
+
+	got := make(chan error, 1)
+	var fc snapshot.FetchedChunk
+	go func() {
+		var err error
+		fc, err = f.FetchChunk(context.Background(), id)
+		got <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("fetch without a server returned: %v", err)
+	default:
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := chunk.Sum([]byte("other"))
+	srv := ServeChunks(ln, mapFetcher{id: raw, wrong: raw}, nil)
+	defer srv.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("fetch once the server is up: %v", err)
+	}
+	if !bytes.Equal(fc.Raw, raw) || !fc.FromCache || fc.Stored != len(raw)/2 {
+		t.Fatalf("fetched %d bytes (cache %v, stored %d), want the chunk", len(fc.Raw), fc.FromCache, fc.Stored)
+	}
+	if _, err := f.FetchChunk(context.Background(), chunk.Sum([]byte("missing"))); err == nil || !strings.Contains(err.Error(), "no such chunk") {
+		t.Fatalf("fetch of a chunk the server cannot fetch: %v, want its error", err)
+	}
+	if _, err := f.FetchChunk(context.Background(), wrong); err == nil || !strings.Contains(err.Error(), "do not match") {
+		t.Fatalf("fetch of bytes not matching the id: %v, want a mismatch error", err)
+	}
+}
+
+// TestSocketFetcherPatience: without a server, a fetch gives up after
+// its patience, and at once when its context ends.
+func TestSocketFetcherPatience(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	f := SocketFetcher{Path: path, Patience: 300 * time.Millisecond}
+	if _, err := f.FetchChunk(context.Background(), chunk.Sum([]byte("x"))); err == nil || !errors.Is(err, errNoAnswer) {
+		t.Fatalf("fetch with no server: %v, want it to give up", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.Patience = time.Hour
+	if _, err := f.FetchChunk(ctx, chunk.Sum([]byte("x"))); !errors.Is(err, context.Canceled) {
+		t.Fatalf("fetch with a cancelled context: %v", err)
+	}
+}
