@@ -225,6 +225,32 @@ func (m *Manager) Close() error {
 	return err
 }
 
+// EndLazyServers stops the lazy servers (lazychild.go) whose VMs are
+// gone, for a caller that closed the hypervisor after Close (killing the
+// VMs): they would end by themselves, a moment later.
+func (m *Manager) EndLazyServers() {
+	m.mu.Lock()
+	var gone []*lazyChild
+	for _, e := range m.insts {
+		if e.lazy == nil {
+			continue
+		}
+		if e.vm != nil {
+			select {
+			case <-e.vm.Done():
+			default:
+				continue
+			}
+		}
+		gone = append(gone, e.lazy)
+		e.lazy = nil
+	}
+	m.mu.Unlock()
+	for _, c := range gone {
+		m.stopLazyChild(c)
+	}
+}
+
 // Detach lets go of everything without stopping any VM, as a daemon
 // handing over to its successor: background jobs stop where they are
 // (their persisted state is what a successor's Open resumes), and VMs are
