@@ -20,22 +20,24 @@ import (
 // mount in the runtime directory (<run>/lazy/memory: chunks fetched on
 // first read, host cache first, then the store; a background prefetch
 // fills the rest) and resumes the VM with private memory (share=off) over
-// it. The FUSE server lives in this process, in entry.lazy, from the
-// restore until the VM is gone:
+// it. The FUSE server runs in a process of its own (lazychild.go) from
+// the restore until the VM is gone, fetching chunks through this
+// manager's chunk socket:
 //
 //   - standby goes through the driver's private standby, which reads every
 //     page (fetching what is still missing) into a new memory file in the
-//     snapshot directory; then the mount is closed (unmount, backing file
-//     dropped) and the upload job runs as after any standby;
-//   - stop, delete, a crash of the guest and Close end the VM first, then
-//     close the mount;
-//   - a daemon that restarts (recoverLazy) finds the mount stale, its
-//     server gone: the guest would fault on the first page it had not
-//     read, so it is killed if it still runs and the instance goes back to
-//     standby on the committed snapshot it was restored from (its work
-//     since that restore is lost, as after a host crash);
-//   - when lazyfs cannot mount (no /dev/fuse, not root) or the repo cannot
-//     fetch single chunks, the restore downloads eagerly instead, logged.
+//     snapshot directory; then the server is stopped (unmount, backing
+//     file dropped) and the upload job runs as after any standby;
+//   - stop, delete and a crash of the guest end the VM first, then stop
+//     the server; Close and Detach leave both running;
+//   - a manager that opens (recoverLazy) re-attaches a running VM whose
+//     server lives; if the server is gone, the guest would fault on the
+//     first page it had not read, so it is killed if it still runs and the
+//     instance goes back to standby on the committed snapshot it was
+//     restored from (its work since that restore is lost);
+//   - when the server cannot mount (no /dev/fuse, not root) or the repo
+//     cannot fetch single chunks, the restore downloads eagerly instead,
+//     logged.
 //
 // Each restore or fork has its own mount and backing file; forks of one
 // snapshot share chunk fetches in flight and the host cache (the Repo's),
