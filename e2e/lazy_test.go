@@ -112,6 +112,38 @@ func TestLazyRestore(t *testing.T) {
 	}
 	t.Logf("kill -9 of %s under a lazily restored guest: it ran on, re-attached; parked and resumed on h1 with every token (%s)", id, took)
 	recordf("lazy restore: host killed under the guest", "the guest survived the restart, re-attached; parked (raw %d) and resumed on h1 with every token", sn.RawBytes)
+
+	// A graceful stop of h5 ends its guests (eager or lazy) and with them
+	// the lazy servers: nothing is left. The restarted host puts the lazy
+	// instance back on standby on the snapshot it was restored from,
+	// which resumes on h1 with every token.
+	s.standbyRestore(t, in.Id, id)
+	h5.proc.stop(30 * time.Second)
+	if left := leftovers(h5.DataDir + "/"); len(left) > 0 {
+		t.Errorf("processes of host %s left after its graceful stop: %v", id, left)
+	}
+	if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil && containsPath(string(mounts), h5.DataDir) {
+		t.Errorf("a mount under %s is left after its graceful stop", h5.DataDir)
+	}
+	if _, err := s.StartHost(ctx, id, nil); err != nil {
+		t.Fatalf("restart %s: %v", id, err)
+	}
+	err = waitFor(ctx, "instance back on standby after its host's graceful stop", h5.proc, func() error {
+		got := s.instance(t, in.Id)
+		if got.State != api.InstanceStateStandby {
+			return fmt.Errorf("instance %s is %s on %s: %w", in.Id, got.State, str(got.Host), errNotYet)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs api.Instance
+	s.cli(t, &rs, "instances", "restore", in.Id, "--host", "h1")
+	if rs.State != api.InstanceStateRunning || str(rs.Host) != "h1" {
+		t.Fatalf("restore after the lazy host's graceful stop: %s on %s, want Running on h1", rs.State, str(rs.Host))
+	}
+	s.checkMarks(t, in.Id, m1, m2, kept, m3)
 }
 
 // containsPath reports whether a line of /proc/self/mounts has a mount
