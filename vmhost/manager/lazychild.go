@@ -72,10 +72,9 @@ func (m *Manager) serveChunks() {
 // startLazyChild starts the lazy server process for cfg and waits until
 // it serves the mount.
 func startLazyChild(ctx context.Context, cfg lazyfs.ChildConfig) (*lazyChild, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("lazy server: own binary: %w", err)
-	}
+	// This very binary, even if its file was replaced or removed since
+	// (an upgrade): the kernel keeps it.
+	const exe = "/proc/self/exe"
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		return nil, err
