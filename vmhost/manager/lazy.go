@@ -137,19 +137,30 @@ func (m *Manager) fromCentralLazy(ctx context.Context, e *entry, man *snapshot.M
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		return nil, "", fmt.Errorf("lazy restore: %w", err)
 	}
-	st, err := m.repo.Download(ctx, man, run, snapshot.DownloadOptions{Cache: m.cache, NoSync: true, Exclude: []string{vmhost.MemoryFile}})
-	if err != nil {
-		return nil, "", fmt.Errorf("download snapshot %s: %w", man.ID, err)
-	}
 	cfg := lazyfs.ChildConfig{
 		Dir: run, Mount: mnt, File: *mem, Socket: m.chunkSocket(), Patience: lazyPatience,
 		FileName: vmhost.MemoryFile, NoPrefetch: lazyNoPrefetch, PrefetchDelay: lazyPrefetchDelay, PrefetchWorkers: lazyPrefetchWorkers,
 		DemandAhead: lazyDemandAhead, MaxReadAhead: lazyReadSize, MaxWrite: lazyReadSize,
 	}
-	child, err = lazyStart(ctx, cfg)
-	if err != nil {
-		child = nil
-		return nil, "", fmt.Errorf("%w: %w", errLazyUnavailable, err)
+	// The lazy server starts (a process, a mount: tens of milliseconds)
+	// while the small files download beside it.
+	type started struct {
+		c   *lazyChild
+		err error
+	}
+	startc := make(chan started, 1)
+	go func() {
+		c, err := lazyStart(ctx, cfg)
+		startc <- started{c, err}
+	}()
+	st, derr := m.repo.Download(ctx, man, run, snapshot.DownloadOptions{Cache: m.cache, NoSync: true, Exclude: []string{vmhost.MemoryFile}})
+	sc := <-startc
+	child = sc.c // stopped by the deferred cleanup on any error below
+	if derr != nil {
+		return nil, "", fmt.Errorf("download snapshot %s: %w", man.ID, derr)
+	}
+	if sc.err != nil {
+		return nil, "", fmt.Errorf("%w: %w", errLazyUnavailable, sc.err)
 	}
 	m.met.prepared(sourceLazy, time.Since(start), st)
 	m.log.Info("snapshot mounted lazily", "snapshot", man.ID, "small_files_from_store", st.ChunksFromStore,
