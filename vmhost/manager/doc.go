@@ -57,8 +57,8 @@
 //	<data>/r/<8 hex>/lazy/memory          a lazy restore's memory file, a
 //	                                      FUSE mount served by its own
 //	                                      process (lazy.go, lazychild.go;
-//	                                      lazyfs.{json,pid,log,vm} beside
-//	                                      it); its backing file is unlinked
+//	                                      lazyfs.{json,pid,log,vm,backing}
+//	                                      beside it)
 //	<data>/lazy.sock                      the chunk socket lazy servers
 //	                                      fetch from
 //	<data>/s/<snapshot id>/               a standby or named snapshot's

@@ -66,7 +66,12 @@ func (m *Manager) serveChunks() {
 		return
 	}
 	os.Chmod(path, 0o600)
-	m.chunks = lazyfs.ServeChunks(ln, fetcher{cf, m.cache}, m.log)
+	runs := filepath.Join(m.cfg.DataDir, runDir) + "/"
+	m.chunks = lazyfs.ServeChunks(ln, fetcher{cf, m.cache}, m.log, func(path string) bool {
+		// Only a lazy server's backing file in a runtime directory here.
+		return filepath.Clean(path) == path && strings.HasPrefix(path, runs) &&
+			filepath.Base(path) == lazyfs.ChildBackingFile && filepath.Dir(filepath.Dir(path))+"/" == runs
+	})
 }
 
 // startLazyChild starts the lazy server process for cfg and waits until

@@ -31,16 +31,20 @@ import (
 //	             daemon recognises it, with lazyfs.pid)
 //	lazyfs.pid   its pid, written once it serves the mount
 //	lazyfs.log   its log (stdout and stderr)
+//	lazyfs.backing  the sparse backing file: the daemon writes fetched
+//	             chunks into it (ChunkServer fills), the child reads it;
+//	             removed when the child unmounts
 //	lazyfs.vm    the pid of the VM over the mount, written by the daemon
 //	             once the VM runs: when that process is gone (or the
 //	             directory), the child unmounts and exits by itself, so it
 //	             never outlives its VM, whoever killed it
 const (
-	ChildEnv        = "HANGAR_LAZYFS_CHILD"
-	ChildConfigFile = "lazyfs.json"
-	ChildPIDFile    = "lazyfs.pid"
-	ChildLogFile    = "lazyfs.log"
-	ChildVMFile     = "lazyfs.vm"
+	ChildEnv         = "HANGAR_LAZYFS_CHILD"
+	ChildConfigFile  = "lazyfs.json"
+	ChildPIDFile     = "lazyfs.pid"
+	ChildLogFile     = "lazyfs.log"
+	ChildVMFile      = "lazyfs.vm"
+	ChildBackingFile = "lazyfs.backing"
 	// ChildArg0 is the child's argv[0].
 	ChildArg0 = "hangar-lazyfs"
 )
@@ -109,7 +113,7 @@ func runChild(args []string) int {
 	}
 	log = log.With("dir", cfg.Dir)
 	srv, err := Mount(cfg.Mount, cfg.File, SocketFetcher{Path: cfg.Socket, Patience: cfg.Patience, Log: log}, Options{
-		BackingDir: cfg.Dir, NoPrefetch: cfg.NoPrefetch, PrefetchDelay: cfg.PrefetchDelay, PrefetchWorkers: cfg.PrefetchWorkers,
+		BackingPath: filepath.Join(cfg.Dir, ChildBackingFile), NoPrefetch: cfg.NoPrefetch, PrefetchDelay: cfg.PrefetchDelay, PrefetchWorkers: cfg.PrefetchWorkers,
 		DemandAhead: cfg.DemandAhead, MaxReadAhead: cfg.MaxReadAhead, MaxWrite: cfg.MaxWrite,
 		FileName: cfg.FileName, Logger: log,
 	})

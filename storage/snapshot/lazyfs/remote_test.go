@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestSocketFetcherWaitsForServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ServeChunks(ln, mapFetcher{id: raw}, nil)
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, nil)
 	defer srv.Close()
 	if err := <-got; err != nil {
 		t.Fatalf("fetch once the server is up: %v", err)
@@ -77,5 +78,42 @@ func TestSocketFetcherPatience(t *testing.T) {
 	f.Patience = time.Hour
 	if _, err := f.FetchChunk(ctx, chunk.Sum([]byte("x"))); !errors.Is(err, context.Canceled) {
 		t.Fatalf("fetch with a cancelled context: %v", err)
+	}
+}
+
+// TestSocketFetcherFill: the server writes a chunk into the backing file
+// it is allowed to fill, at every offset asked (zero pages left as
+// holes); another path is refused.
+func TestSocketFetcherFill(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.sock")
+	raw := append(bytes.Repeat([]byte{7}, 4096), make([]byte, 4096)...)
+	id := chunk.Sum(raw)
+	backing := filepath.Join(dir, "backing")
+	if err := os.WriteFile(backing, make([]byte, 4*len(raw)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, func(p string) bool { return p == backing })
+	defer srv.Close()
+	f := SocketFetcher{Path: path, Patience: time.Minute}
+	got, err := f.FillChunk(context.Background(), id, backing, []int64{0, int64(2 * len(raw))})
+	if err != nil || got.Raw != len(raw) || !got.FromCache {
+		t.Fatalf("fill: %+v, %v", got, err)
+	}
+	b, err := os.ReadFile(backing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(append([]byte{}, raw...), make([]byte, len(raw))...), raw...)
+	want = append(want, make([]byte, len(raw))...)
+	if !bytes.Equal(b, want) {
+		t.Fatal("the backing file does not hold the chunk at both offsets")
+	}
+	if _, err := f.FillChunk(context.Background(), id, filepath.Join(dir, "other"), []int64{0}); err == nil || !strings.Contains(err.Error(), "not a lazy backing file") {
+		t.Fatalf("fill of a path the server may not write: %v, want a refusal", err)
 	}
 }
