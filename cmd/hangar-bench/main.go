@@ -14,6 +14,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 )
 
 // command is one subcommand: run parses its own flags from args.
@@ -30,6 +32,7 @@ var commands = map[string]command{
 }
 
 func main() {
+	lazyfs.RunChildIfRequested() // the manager arm's lazy servers
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "help" || os.Args[1] == "--help" {
 		usage()
 		os.Exit(2)

@@ -10,12 +10,16 @@ import (
 	"syscall"
 
 	"github.com/hangar-vm/hangar/internal/cli"
+	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
 func main() {
+	// A lazy restore's FUSE server is this binary re-executed
+	// (vmhost/manager/lazychild.go).
+	lazyfs.RunChildIfRequested()
 	// SIGINT and SIGTERM cancel the context: daemons shut down cleanly and
 	// a --wait stops waiting.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -89,6 +89,11 @@ type QEMUConfig struct {
 	// Accel is kvm (default) or tcg (software emulation, for machines
 	// without a working /dev/kvm).
 	Accel string `yaml:"accel"`
+	// KeepRunning lets guests outlive the daemon's death (no
+	// parent-death signal on QEMU, nor on a lazy restore's FUSE server):
+	// a restarted daemon re-attaches them. A graceful stop still ends
+	// them. Off: a killed daemon's guests die with it.
+	KeepRunning bool `yaml:"keep_running"`
 }
 
 // ImageConfig says where the guest image comes from.
@@ -305,7 +310,7 @@ func (c Config) managerConfig(qs qemu.Settings) manager.Config {
 }
 
 func (c Config) qemuSettings() qemu.Settings {
-	return qemu.Settings{Binary: c.QEMU.Binary, Accel: c.QEMU.Accel}.WithDefaults()
+	return qemu.Settings{Binary: c.QEMU.Binary, Accel: c.QEMU.Accel, KeepRunningOnOwnerExit: c.QEMU.KeepRunning}.WithDefaults()
 }
 
 func checkURL(s string) error {

@@ -150,8 +150,16 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("qemu: %w", err)
 	}
+	var mgr *manager.Manager
+	// Runs after drv.Close: the lazy servers of the VMs it killed end.
+	down.add(func() error {
+		if mgr != nil {
+			mgr.EndLazyServers()
+		}
+		return nil
+	})
 	down.add(drv.Close) // kills the VMs it still runs
-	mgr, err := manager.Open(ctx, cfg.managerConfig(qs), manager.Deps{Hypervisor: drv, Image: img, Repo: repo, Cache: ch, Logger: log, Meter: meter})
+	mgr, err = manager.Open(ctx, cfg.managerConfig(qs), manager.Deps{Hypervisor: drv, Image: img, Repo: repo, Cache: ch, Logger: log, Meter: meter})
 	if err != nil {
 		return fmt.Errorf("open instance manager: %w", err)
 	}

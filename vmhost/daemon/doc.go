@@ -32,6 +32,8 @@
 //	                                 secret_key, use_tls ... (storage/s3)
 //	store.retry.*                    retry budget of store calls
 //	qemu.binary, qemu.accel          QEMU binary, kvm (default) or tcg
+//	qemu.keep_running                guests outlive a killed daemon and are
+//	                                 re-attached by the next (default off)
 //	image.dir                        a built guest image; empty: build at start
 //	image.kernel_dir, image.busybox, image.agent, image.cache_dir
 //	                                 inputs and cache of that build

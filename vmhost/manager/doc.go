@@ -55,8 +55,12 @@
 //	                                      restore renames the snapshot (or
 //	                                      download) directory to it
 //	<data>/r/<8 hex>/lazy/memory          a lazy restore's memory file, a
-//	                                      FUSE mount (lazy.go); its backing
-//	                                      file in r/<8 hex>/ is unlinked
+//	                                      FUSE mount served by its own
+//	                                      process (lazy.go, lazychild.go;
+//	                                      lazyfs.{json,pid,log,vm,backing}
+//	                                      beside it)
+//	<data>/lazy.sock                      the chunk socket lazy servers
+//	                                      fetch from
 //	<data>/s/<snapshot id>/               a standby or named snapshot's
 //	                                      raw files (a stopped one: only
 //	                                      config.json)
@@ -99,13 +103,16 @@
 // then the only copy.
 //
 // A lazily restored VM (Config.RestoreLazy, lazy.go, docs/lazy-restore.md)
-// is the same fallback made on purpose: its memory file is a FUSE mount
-// served by this process, so it cannot outlive the manager. The instance
-// records the committed snapshot it came from (Instance.LazyFrom); Close
-// kills such a VM, Detach lets its server die as the process would, and
-// Open kills one still running, detaches its stale mount and puts the
-// instance back to Standby on that snapshot (its work since the restore
-// is lost), unless its standby had finished, which is kept.
+// runs over a FUSE mount served by a process of its own (lazychild.go),
+// which outlives the manager as QEMU does: Close and Detach leave both
+// running (the server waits for the next manager's chunk socket when it
+// needs a chunk), and Open re-attaches both. The instance records the
+// committed snapshot it came from (Instance.LazyFrom): when Open finds the
+// lazy server gone, it kills the VM if it still runs, detaches the stale
+// mount and puts the instance back to Standby on that snapshot (its work
+// since the restore is lost), unless its standby had finished, which is
+// kept. A lazy server ends with its VM (stopped after it, or by itself
+// when the VM's process is gone).
 //
 // Chunk digests (storage/digests, digests.go) need no crash handling. A
 // record is MACed with the host key and checked against the file's size,

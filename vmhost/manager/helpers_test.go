@@ -24,12 +24,14 @@ import (
 	"github.com/hangar-vm/hangar/storage/cache"
 	"github.com/hangar-vm/hangar/storage/s3"
 	"github.com/hangar-vm/hangar/storage/snapshot"
+	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 	"github.com/hangar-vm/hangar/vmhost/guest"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
 	"github.com/hangar-vm/hangar/vmhost/qemu"
 )
 
 func TestMain(m *testing.M) {
+	lazyfs.RunChildIfRequested() // lazy server processes re-execute the test binary
 	code := m.Run()
 	miniotest.CloseShared()
 	os.Exit(code)

@@ -20,22 +20,24 @@ import (
 // mount in the runtime directory (<run>/lazy/memory: chunks fetched on
 // first read, host cache first, then the store; a background prefetch
 // fills the rest) and resumes the VM with private memory (share=off) over
-// it. The FUSE server lives in this process, in entry.lazy, from the
-// restore until the VM is gone:
+// it. The FUSE server runs in a process of its own (lazychild.go) from
+// the restore until the VM is gone, fetching chunks through this
+// manager's chunk socket:
 //
 //   - standby goes through the driver's private standby, which reads every
 //     page (fetching what is still missing) into a new memory file in the
-//     snapshot directory; then the mount is closed (unmount, backing file
-//     dropped) and the upload job runs as after any standby;
-//   - stop, delete, a crash of the guest and Close end the VM first, then
-//     close the mount;
-//   - a daemon that restarts (recoverLazy) finds the mount stale, its
-//     server gone: the guest would fault on the first page it had not
-//     read, so it is killed if it still runs and the instance goes back to
-//     standby on the committed snapshot it was restored from (its work
-//     since that restore is lost, as after a host crash);
-//   - when lazyfs cannot mount (no /dev/fuse, not root) or the repo cannot
-//     fetch single chunks, the restore downloads eagerly instead, logged.
+//     snapshot directory; then the server is stopped (unmount, backing
+//     file dropped) and the upload job runs as after any standby;
+//   - stop, delete and a crash of the guest end the VM first, then stop
+//     the server; Close and Detach leave both running;
+//   - a manager that opens (recoverLazy) re-attaches a running VM whose
+//     server lives; if the server is gone, the guest would fault on the
+//     first page it had not read, so it is killed if it still runs and the
+//     instance goes back to standby on the committed snapshot it was
+//     restored from (its work since that restore is lost);
+//   - when the server cannot mount (no /dev/fuse, not root) or the repo
+//     cannot fetch single chunks, the restore downloads eagerly instead,
+//     logged.
 //
 // Each restore or fork has its own mount and backing file; forks of one
 // snapshot share chunk fetches in flight and the host cache (the Repo's),
@@ -52,13 +54,23 @@ const lazyMountDir = "lazy"
 // answers instead of 25, the median restore 0.29 s instead of 0.31 s;
 // fetching three ahead was slower).
 const (
-	lazyPrefetchDelay   = time.Second
 	lazyPrefetchWorkers = 2
 	lazyDemandAhead     = 1
 	// lazyReadSize is the FUSE readahead and request size: the guest's
 	// faults then arrive as 1 MiB reads instead of 128 KiB ones, and
 	// fewer of them wait (docs/lazy-restore/spike.md, runs C-E).
 	lazyReadSize = 1 << 20
+	// lazyPatience is how long a lazy server process waits for the
+	// daemon's chunk socket (a daemon restarting) before a chunk read
+	// fails.
+	lazyPatience = 10 * time.Minute
+)
+
+// Variables for tests: a test holds the prefetch back to have chunks
+// still missing when the daemon goes away.
+var (
+	lazyPrefetchDelay = time.Second
+	lazyNoPrefetch    = false
 )
 
 // chunkFetcher is implemented by repos that fetch one chunk at a time
@@ -71,9 +83,10 @@ type chunkFetcher interface {
 // caller restores eagerly.
 var errLazyUnavailable = errors.New("lazy restore unavailable")
 
-// lazyMount mounts file at dir for a lazy restore; a variable so that a
-// unit test can make mounting fail as it fails on a host without FUSE.
-var lazyMount = lazyfs.Mount
+// lazyStart starts the lazy server process of a restore; a variable so
+// that a unit test can make mounting fail as it fails on a host without
+// FUSE.
+var lazyStart = startLazyChild
 
 // fetcher adapts the manager's repo and cache to lazyfs.Fetcher.
 type fetcher struct {
@@ -89,9 +102,8 @@ func (f fetcher) FetchChunk(ctx context.Context, id chunk.ID) (snapshot.FetchedC
 // returns an error wrapping errLazyUnavailable, with nothing left on disk
 // and the instance as it was, when the mount cannot be made.
 func (m *Manager) fromCentralLazy(ctx context.Context, e *entry, man *snapshot.Manifest) (_ vmhost.VM, _ string, err error) {
-	cf, ok := m.repo.(chunkFetcher)
-	if !ok {
-		return nil, "", fmt.Errorf("%w: the repo does not fetch single chunks", errLazyUnavailable)
+	if m.chunks == nil {
+		return nil, "", fmt.Errorf("%w: the repo does not fetch single chunks (or the chunk socket could not listen)", errLazyUnavailable)
 	}
 	var mem *snapshot.File
 	for i := range man.Files {
@@ -110,13 +122,13 @@ func (m *Manager) fromCentralLazy(ctx context.Context, e *entry, man *snapshot.M
 	if err := m.update(e, func(in *Instance) { in.RunDir, in.LazyFrom = run, ref }); err != nil {
 		return nil, "", err
 	}
-	var srv *lazyfs.Server
+	var child *lazyChild
 	defer func() {
 		if err == nil {
 			return
 		}
-		if srv != nil {
-			srv.Close()
+		if child != nil {
+			m.stopLazyChild(child)
 		}
 		removeAll(run)
 		m.update(e, func(in *Instance) { in.RunDir, in.LazyFrom = "", nil })
@@ -125,27 +137,41 @@ func (m *Manager) fromCentralLazy(ctx context.Context, e *entry, man *snapshot.M
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		return nil, "", fmt.Errorf("lazy restore: %w", err)
 	}
-	st, err := m.repo.Download(ctx, man, run, snapshot.DownloadOptions{Cache: m.cache, NoSync: true, Exclude: []string{vmhost.MemoryFile}})
-	if err != nil {
-		return nil, "", fmt.Errorf("download snapshot %s: %w", man.ID, err)
+	cfg := lazyfs.ChildConfig{
+		Dir: run, Mount: mnt, File: *mem, Socket: m.chunkSocket(), Patience: lazyPatience,
+		FileName: vmhost.MemoryFile, NoPrefetch: lazyNoPrefetch, PrefetchDelay: lazyPrefetchDelay, PrefetchWorkers: lazyPrefetchWorkers,
+		DemandAhead: lazyDemandAhead, MaxReadAhead: lazyReadSize, MaxWrite: lazyReadSize,
 	}
-	srv, err = lazyMount(mnt, *mem, fetcher{cf, m.cache}, lazyfs.Options{
-		BackingDir: run, PrefetchDelay: lazyPrefetchDelay, PrefetchWorkers: lazyPrefetchWorkers, DemandAhead: lazyDemandAhead,
-		MaxReadAhead: lazyReadSize, MaxWrite: lazyReadSize,
-		FileName: vmhost.MemoryFile, Logger: m.log,
-	})
-	if err != nil {
-		srv = nil
-		return nil, "", fmt.Errorf("%w: %w", errLazyUnavailable, err)
+	// The lazy server starts (a process, a mount: tens of milliseconds)
+	// while the small files download beside it.
+	type started struct {
+		c   *lazyChild
+		err error
+	}
+	startc := make(chan started, 1)
+	go func() {
+		c, err := lazyStart(ctx, cfg)
+		startc <- started{c, err}
+	}()
+	st, derr := m.repo.Download(ctx, man, run, snapshot.DownloadOptions{Cache: m.cache, NoSync: true, Exclude: []string{vmhost.MemoryFile}})
+	sc := <-startc
+	child = sc.c // stopped by the deferred cleanup on any error below
+	if derr != nil {
+		return nil, "", fmt.Errorf("download snapshot %s: %w", man.ID, derr)
+	}
+	if sc.err != nil {
+		return nil, "", fmt.Errorf("%w: %w", errLazyUnavailable, sc.err)
 	}
 	m.met.prepared(sourceLazy, time.Since(start), st)
-	m.log.Info("snapshot mounted lazily", "snapshot", man.ID, "small_files_from_store", st.ChunksFromStore, "duration", time.Since(start))
-	vm, err := m.resumeFrom(ctx, e, run, vmhost.RestoreSource{Dir: run, MemoryPath: srv.Path(), PrivateMemory: true})
+	m.log.Info("snapshot mounted lazily", "snapshot", man.ID, "small_files_from_store", st.ChunksFromStore,
+		"server_pid", child.pid, "duration", time.Since(start))
+	vm, err := m.resumeFrom(ctx, e, run, vmhost.RestoreSource{Dir: run, MemoryPath: filepath.Join(mnt, vmhost.MemoryFile), PrivateMemory: true})
 	if err != nil {
 		return nil, "", err
 	}
+	child.watchVM(vm.PID(), m.log)
 	m.mu.Lock()
-	e.lazy = srv
+	e.lazy = child
 	m.mu.Unlock()
 	return vm, run, nil
 }
@@ -161,24 +187,24 @@ func (m *Manager) closeLazy(e *entry) {
 	if srv == nil {
 		return
 	}
-	st := srv.Stats()
-	if err := srv.Close(); err != nil {
-		m.log.Warn("close lazy mount", "instance", e.id, "err", err)
-	}
-	m.log.Info("lazy mount closed", "instance", e.id, "chunks", st.Chunks, "fetched", st.Fetched,
-		"demand", st.DemandFetches, "prefetched", st.PrefetchFetchs, "from_cache", st.FromCache, "errors", st.Errors)
+	m.stopLazyChild(srv)
+	m.log.Info("lazy mount closed", "instance", e.id, "server_pid", srv.pid)
 	if err := m.update(e, func(in *Instance) { in.LazyFrom = nil }); err != nil {
 		m.log.Warn("record lazy mount closed", "instance", e.id, "err", err)
 	}
 }
 
 // recoverLazy handles, at Open, an instance whose VM ran (or was being
-// restored) over a lazy mount of a previous manager: that mount's server
-// is gone. A standby that had finished is kept; otherwise the VM, if it
-// still runs, is killed and the instance goes back to standby on the
-// committed snapshot it was restored from. It reports false when the
-// instance was left for the ordinary recovery (states other than Running
-// and Standby: only the stale mount is removed).
+// restored) over a lazy mount of a previous manager. A running VM whose
+// lazy server process still runs is re-attached with it, as an eager VM
+// is (it goes on where it was; the server fetches what is missing from
+// this manager's chunk socket). A standby that had finished is kept.
+// Otherwise (the server gone: the guest would fault on the first page it
+// had not read) the VM, if it still runs, is killed and the instance goes
+// back to standby on the committed snapshot it was restored from. It
+// reports false when the instance was left for the ordinary recovery
+// (states other than Running and Standby: only the mount and its server
+// are removed).
 func (m *Manager) recoverLazy(ctx context.Context, e *entry) bool {
 	in := &e.meta
 	log := m.log.With("instance", in.ID, "state", in.State)
@@ -190,10 +216,30 @@ func (m *Manager) recoverLazy(ctx context.Context, e *entry) bool {
 	}
 	if in.State == StateRunning && in.Pending != "" && snapshotComplete(m.dirs.snapshotDir(in.Pending)) {
 		// The private standby finished (the VMM quit) before we died: the
-		// ordinary recovery records it; only the stale mount goes.
+		// ordinary recovery records it; the mount and its server go.
+		if c, ok := findLazyChild(in.RunDir); ok {
+			m.stopLazyChild(c)
+		}
 		lazyfs.DetachStale(filepath.Join(in.RunDir, lazyMountDir))
 		m.update(e, func(in *Instance) { in.LazyFrom = nil })
 		return false
+	}
+	if c, ok := findLazyChild(in.RunDir); ok && in.State == StateRunning {
+		vm, err := m.attach(ctx, in.RunDir)
+		if err == nil {
+			if in.Pending != "" {
+				removeAll(m.dirs.snapshotDir(in.Pending)) // a standby that did not finish
+			}
+			m.update(e, func(in *Instance) { in.Pending, in.PendingName, in.AgentSocket = "", "", vm.Paths().AgentSocket })
+			c.watchVM(vm.PID(), m.log)
+			m.mu.Lock()
+			e.lazy = c
+			m.mu.Unlock()
+			m.setVM(e, vm)
+			log.Info("lazily restored guest re-attached with its lazy server", "pid", vm.PID(), "server_pid", c.pid)
+			return true
+		}
+		log.Warn("lazy server alive but its guest is not", "err", err)
 	}
 	m.killStray(ctx, in.RunDir)
 	if err := lazyfs.DetachStale(filepath.Join(in.RunDir, lazyMountDir)); err != nil {
@@ -218,7 +264,7 @@ func (m *Manager) recoverLazy(ctx context.Context, e *entry) bool {
 		log.Error("put lazily restored instance back on standby", "err", err)
 		return true
 	}
-	log.Warn("lazily restored guest could not outlive the manager that served its memory: killed, back on standby on its committed snapshot (its work since the restore is lost)",
+	log.Warn("lazily restored guest lost its lazy server: killed, back on standby on its committed snapshot (its work since the restore is lost)",
 		"snapshot", from.ID)
 	return true
 }

@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangar-vm/hangar/storage/snapshot"
 	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
 )
@@ -195,16 +195,20 @@ func TestLazyRestore(t *testing.T) {
 }
 
 // TestLazyRestoreRestart: what a host with restore.lazy does around its
-// lazy mounts.
+// lazy mounts and their server processes.
 //
-//   - FUSE unavailable (the mount fails): the restore downloads eagerly.
-//   - A manager that goes away (Detach: the FUSE server dies as with the
-//     process, the mount is left stale, the guest still runs): the next
-//     manager kills the guest, removes the stale mount and puts the
-//     instance back on standby on the committed snapshot it was restored
-//     from; what the guest did since is gone, and it restores again.
-//   - Delete of a lazily restored instance leaves no mount and no runtime
-//     directory.
+//   - FUSE unavailable (the server cannot start): the restore downloads
+//     eagerly.
+//   - The manager dies (Detach, as kill -9) while the guest, without
+//     prefetch, writes into memory it never touched: the lazy server
+//     waits for chunks until the next manager's chunk socket answers; the
+//     guest goes on (same QEMU, its tokens), re-attached.
+//   - A graceful Close and a new manager: the same.
+//   - The lazy server dies with the manager: the next manager kills the
+//     guest and puts the instance back on standby on the committed
+//     snapshot it was restored from; what it did since is gone.
+//   - Delete of a lazily restored instance leaves no mount, no server
+//     process and no runtime directory.
 func TestLazyRestoreRestart(t *testing.T) {
 	needFUSE(t)
 	ctx := context.Background()
@@ -220,11 +224,11 @@ func TestLazyRestoreRestart(t *testing.T) {
 	a.waitDropped(id)
 
 	// No FUSE on this host: the restore falls back to the download.
-	lazyMount = func(string, snapshot.File, lazyfs.Fetcher, lazyfs.Options) (*lazyfs.Server, error) {
+	lazyStart = func(context.Context, lazyfs.ChildConfig) (*lazyChild, error) {
 		return nil, errors.New("open /dev/fuse: no such device")
 	}
 	in, err := a.m.Restore(ctx, id)
-	lazyMount = lazyfs.Mount
+	lazyStart = startLazyChild
 	if err != nil {
 		t.Fatalf("restore without FUSE: %v", err)
 	}
@@ -239,25 +243,88 @@ func TestLazyRestoreRestart(t *testing.T) {
 	}
 	a.waitDropped(id)
 
+	// No prefetch: chunks come only when the guest touches them, so some
+	// are still missing when the manager goes away.
+	lazyNoPrefetch = true
+	defer func() { lazyNoPrefetch = false }()
 	in, err = a.m.Restore(ctx, id)
 	if err != nil || in.LazyFrom == nil || in.LazyFrom.ID != "sb-lr-2" {
 		t.Fatalf("lazy restore: %+v, %v", in, err)
 	}
+	run := in.RunDir
 	c = a.agentOf(id)
 	checkResumed(t, c, tok1, before)
-	if err := c.WriteFile(ctx, "/run/token2", []byte("lost"), 0o600); err != nil {
+	tok2 := randomToken(t)
+	if err := c.WriteFile(ctx, "/run/token2", []byte(tok2), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c.Close()
 	pid := a.vmPID(id)
-	a.m.Detach() // the daemon dies: its FUSE server with it
-	a.cache.Close()
 
+	// The daemon dies (kill -9: Detach drops everything, the chunk socket
+	// goes) while the guest fills a 48 MiB buffer in memory it never touched:
+	// the lazy server, its own process, waits for chunks until a
+	// successor's chunk socket answers.
+	a.m.Detach()
+	a.cache.Close()
+	touched := make(chan error, 1)
+	go func() {
+		res, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"sh", "-c", "dd if=/dev/urandom of=/dev/null bs=48M count=1 2>&1"}, Timeout: 600})
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("exit %d: %s", res.ExitCode, res.Stderr)
+		}
+		touched <- err
+	}()
+	waitLog(t, filepath.Join(run, lazyfs.ChildLogFile), "chunk server away")
 	r := newHost(t, "a-restarted", store, hostOpts{root: a.root, cfg: Config{RestoreLazy: true}})
 	got, err := r.m.Get(ctx, id)
+	if err != nil || got.State != StateRunning || got.LazyFrom == nil || got.RunDir != run {
+		t.Fatalf("lazy instance after the manager's death: %+v, %v; want still running over its lazy mount", got, err)
+	}
+	if err := <-touched; err != nil {
+		t.Fatalf("the guest touching missing chunks while the manager was away: %v", err)
+	}
+	if r.vmPID(id) != pid {
+		t.Fatalf("the guest's QEMU is pid %d after the restart, was %d", r.vmPID(id), pid)
+	}
+	checkResumed(t, c, tok1, before)
+	if got, err := readToken(t, c, "/run/token2"); err != nil || got != tok2 {
+		t.Fatalf("token written after the lazy restore: %q, %v; want %q", got, err, tok2)
+	}
+	c.Close()
+
+	// A graceful stop of the manager: the guest and its lazy server go
+	// on; the next manager re-attaches both.
+	r.m.Close()
+	releaseVMs(r)
+	r.cache.Close()
+	r2 := newHost(t, "a-closed-reopened", store, hostOpts{root: a.root, cfg: Config{RestoreLazy: true}})
+	got, err = r2.m.Get(ctx, id)
+	if err != nil || got.State != StateRunning || got.LazyFrom == nil || r2.vmPID(id) != pid {
+		t.Fatalf("lazy instance after a graceful restart: %+v, %v; want still running (pid %d)", got, err, pid)
+	}
+	c = r2.agentOf(id)
+	checkResumed(t, c, tok1, before)
+	if got, err := readToken(t, c, "/run/token2"); err != nil || got != tok2 {
+		t.Fatalf("token2 after the graceful restart: %q, %v; want %q", got, err, tok2)
+	}
+	c.Close()
+
+	// The lazy server itself dies with the manager (kill -9 of both): the
+	// guest cannot go on; the next manager kills it and puts the instance
+	// back on standby on the committed snapshot it was restored from.
+	srvPID, ok := lazyfs.ChildPID(run)
+	if !ok {
+		t.Fatal("no lazy server process found for the running lazy guest")
+	}
+	r2.m.Detach()
+	r2.cache.Close()
+	syscall.Kill(srvPID, syscall.SIGKILL)
+
+	r = newHost(t, "a-restarted-2", store, hostOpts{root: a.root, cfg: Config{RestoreLazy: true}})
+	got, err = r.m.Get(ctx, id)
 	if err != nil || got.State != StateStandby || got.Snapshot == nil || got.Snapshot.ID != "sb-lr-2" || got.Snapshot.Storage != StorageCentral ||
 		got.LazyFrom != nil || got.RunDir != "" {
-		t.Fatalf("lazy instance after the restart: %+v, %v; want standby on its committed snapshot sb-lr-2", got, err)
+		t.Fatalf("lazy instance after its lazy server died: %+v, %v; want standby on its committed snapshot sb-lr-2", got, err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
@@ -277,16 +344,48 @@ func TestLazyRestoreRestart(t *testing.T) {
 	c = r.agentOf(id)
 	checkResumed(t, c, tok1, before)
 	if tok, err := readToken(t, c, "/run/token2"); err == nil {
-		t.Fatalf("token written after the lazy restore survived the restart (%q): the guest was not put back", tok)
+		t.Fatalf("token written after the lazy restore survived its lazy server's death (%q): the guest was not put back", tok)
 	}
 	c.Close()
+	srvPID, _ = lazyfs.ChildPID(in.RunDir)
 	if err := r.m.Delete(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	if n := lazyMounts(t, r.root); n != 0 {
 		t.Fatalf("%d mounts left after delete", n)
 	}
+	if srvPID == 0 || syscall.Kill(srvPID, 0) == nil {
+		t.Fatalf("lazy server (pid %d) still runs after delete", srvPID)
+	}
 	if ents, _ := os.ReadDir(filepath.Join(r.root, "d", runDir)); len(ents) != 0 {
 		t.Fatalf("runtime directories left after delete: %v", ents)
+	}
+}
+
+// releaseVMs lets go of h's VMs' control sockets, as the end of a
+// gracefully stopped daemon's process does.
+func releaseVMs(h *host) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	for _, e := range h.m.insts {
+		if r, ok := e.vm.(interface{ Release() }); ok {
+			r.Release()
+		}
+	}
+}
+
+// waitLog waits until the file at path contains s.
+func waitLog(t *testing.T, path, s string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), s) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never said %q:\n%s", path, s, b)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

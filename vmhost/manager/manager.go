@@ -100,6 +100,9 @@ type Manager struct {
 	recovering bool
 	held       []*Job
 	closed     bool
+	// chunks serves lazy server processes (lazychild.go); nil if the repo
+	// cannot fetch single chunks.
+	chunks *lazyfs.ChunkServer
 }
 
 // entry is one instance's in-memory state. meta, op and readers are
@@ -111,9 +114,10 @@ type entry struct {
 	op      string // the exclusive operation in progress, "" if none
 	readers int    // forks reading this instance's snapshot files
 	vm      vmhost.VM
-	// lazy serves vm's memory file (lazy.go), nil for an eager VM. Owned
-	// like vm; closed only once vm is gone.
-	lazy *lazyfs.Server
+	// lazy is the process serving vm's memory file (lazy.go,
+	// lazychild.go), nil for an eager VM. Owned like vm; stopped only once
+	// vm is gone.
+	lazy *lazyChild
 }
 
 var (
@@ -177,6 +181,9 @@ func Open(ctx context.Context, cfg Config, deps Deps) (*Manager, error) {
 		m.hv, m.ownHV = d, true
 	}
 	m.bg, m.stopBG = context.WithCancelCause(context.Background())
+	// Before the recovery: lazy servers that outlived the previous
+	// manager may be waiting for chunks.
+	m.serveChunks()
 	if err := m.recover(ctx); err != nil {
 		m.Close()
 		return nil, err
@@ -195,51 +202,72 @@ func (m *Manager) Close() error {
 	if m.ownHV {
 		err = m.hv.Close()
 	}
-	// A lazily restored VM cannot outlive its mount's server (this
-	// process): it is killed, and the next Open puts its instance back on
-	// standby (recoverLazy).
-	m.mu.Lock()
-	var lazy []*entry
-	for _, e := range m.insts {
-		if e.lazy != nil {
-			lazy = append(lazy, e)
-		}
+	if m.chunks != nil {
+		m.chunks.Close()
 	}
-	m.mu.Unlock()
-	for _, e := range lazy {
-		if e.vm != nil {
-			e.vm.Kill()
+	// Lazily restored VMs go on as the others do: their lazy servers are
+	// separate processes (lazychild.go), waiting for the next manager's
+	// chunk socket. Those whose VMs the hypervisor's Close killed end.
+	if m.ownHV {
+		m.mu.Lock()
+		var lazy []*lazyChild
+		for _, e := range m.insts {
+			if e.lazy != nil {
+				lazy = append(lazy, e.lazy)
+				e.lazy = nil
+			}
 		}
-		if cerr := e.lazy.Close(); cerr != nil {
-			m.log.Warn("close lazy mount", "instance", e.id, "err", cerr)
+		m.mu.Unlock()
+		for _, c := range lazy {
+			m.stopLazyChild(c)
 		}
-		e.lazy = nil
 	}
 	return err
+}
+
+// EndLazyServers stops the lazy servers (lazychild.go) whose VMs are
+// gone, for a caller that closed the hypervisor after Close (killing the
+// VMs): they would end by themselves, a moment later.
+func (m *Manager) EndLazyServers() {
+	m.mu.Lock()
+	var gone []*lazyChild
+	for _, e := range m.insts {
+		if e.lazy == nil {
+			continue
+		}
+		if e.vm != nil {
+			select {
+			case <-e.vm.Done():
+			default:
+				continue
+			}
+		}
+		gone = append(gone, e.lazy)
+		e.lazy = nil
+	}
+	m.mu.Unlock()
+	for _, c := range gone {
+		m.stopLazyChild(c)
+	}
 }
 
 // Detach lets go of everything without stopping any VM, as a daemon
 // handing over to its successor: background jobs stop where they are
 // (their persisted state is what a successor's Open resumes), and VMs are
 // released so that another process can Attach to them (drivers that can:
-// QEMU). A detached manager is closed. Lazy mounts end as they would with
-// the process (lazyfs.Server.Abort): their VMs cannot go on, and the
-// successor puts their instances back on standby (lazy.go).
+// QEMU). A detached manager is closed. Lazy servers (lazychild.go) go on
+// and wait for the successor's chunk socket.
 func (m *Manager) Detach() {
 	if !m.shutdown(errDetached) {
 		return
 	}
+	if m.chunks != nil {
+		m.chunks.Close()
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.insts {
-		if e.lazy != nil {
-			// Its server goes with us, as when the process dies: the
-			// mount is left stale for the successor (recoverLazy).
-			if err := e.lazy.Abort(); err != nil {
-				m.log.Warn("abort lazy mount", "instance", e.id, "err", err)
-			}
-			e.lazy = nil
-		}
+		e.lazy = nil
 		if r, ok := e.vm.(interface{ Release() }); ok {
 			r.Release()
 		}
@@ -591,9 +619,9 @@ func (m *Manager) setVM(e *entry, vm vmhost.VM) {
 			m.log.Error("record crash", "instance", e.meta.ID, "err", err)
 		}
 		e.vm = nil
-		if srv := e.lazy; srv != nil {
+		if c := e.lazy; c != nil {
 			e.lazy = nil
-			go srv.Close() // not under the lock: unmounting waits for the kernel
+			go m.stopLazyChild(c) // not under the lock: unmounting waits for the kernel
 		}
 	}()
 }

@@ -234,11 +234,16 @@ func (m *Manager) attach(ctx context.Context, dir string) (vmhost.VM, error) {
 	return m.hv.Attach(actx, dir)
 }
 
-// killStray kills a VM left running in dir that no instance wants.
+// killStray kills a VM left running in dir that no instance wants, and
+// the lazy server of dir, if any.
 func (m *Manager) killStray(ctx context.Context, dir string) {
 	if vm, err := m.attach(ctx, dir); err == nil {
 		m.log.Warn("killing stray guest", "dir", dir, "pid", vm.PID())
 		vm.Kill()
+	}
+	if c, ok := findLazyChild(dir); ok {
+		m.log.Warn("stopping a stray lazy server", "dir", dir, "pid", c.pid)
+		m.stopLazyChild(c)
 	}
 }
 

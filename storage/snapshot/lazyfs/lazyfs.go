@@ -15,7 +15,8 @@
 // A failed fetch is sticky (the chunk reads EIO from then on: the Fetcher
 // is expected to retry transient errors itself, as a Repo over
 // storage/retry does), and the backing file lives as long as the Server
-// (it is unlinked at once, so a crash leaves nothing on disk). Mounting
+// (it is unlinked at once, so a crash leaves nothing on disk, unless
+// Options.BackingPath names it for a Filler). Mounting
 // needs root (a direct mount: no fusermount) and /dev/fuse.
 package lazyfs
 
@@ -46,6 +47,22 @@ type Fetcher interface {
 	FetchChunk(ctx context.Context, id chunk.ID) (snapshot.FetchedChunk, error)
 }
 
+// A Filler is a Fetcher that can also write a chunk into the named
+// backing file itself (Options.BackingPath), at each of offsets, sparse:
+// the chunk's bytes then never pass through the Server (a ChunkServer in
+// the daemon fills a lazy server process's file).
+type Filler interface {
+	Fetcher
+	FillChunk(ctx context.Context, id chunk.ID, backing string, offsets []int64) (Filled, error)
+}
+
+// Filled describes a chunk a Filler wrote.
+type Filled struct {
+	Raw       int // raw bytes
+	Stored    int // stored (compressed) bytes
+	FromCache bool
+}
+
 // RepoFetcher fetches through a Repo with a host cache (nil: none).
 type RepoFetcher struct {
 	Repo  *snapshot.Repo
@@ -62,6 +79,11 @@ func (f RepoFetcher) FetchChunk(ctx context.Context, id chunk.ID) (snapshot.Fetc
 
 // Options tune a Server. The zero value is usable.
 type Options struct {
+	// BackingPath, if set, names the backing file (created or truncated;
+	// removed by Close): a Filler writes chunks into it itself. Otherwise
+	// the backing file is a temporary file in BackingDir, unlinked at
+	// once.
+	BackingPath string
 	// BackingDir holds the sparse backing file (unlinked at once); default
 	// os.TempDir().
 	BackingDir string
@@ -171,12 +193,19 @@ func Mount(dir string, file snapshot.File, f Fetcher, opts Options) (_ *Server, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	backing, err := os.CreateTemp(opts.BackingDir, ".lazyfs-backing-*")
+	var backing *os.File
+	if opts.BackingPath != "" {
+		backing, err = os.OpenFile(opts.BackingPath, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	} else {
+		backing, err = os.CreateTemp(opts.BackingDir, ".lazyfs-backing-*")
+		if err == nil {
+			// Unlinked at once: nothing to clean up after a crash.
+			os.Remove(backing.Name())
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lazyfs: %w", err)
 	}
-	// Unlinked at once: nothing to clean up after a crash.
-	os.Remove(backing.Name())
 	if err := backing.Truncate(file.Size); err != nil {
 		backing.Close()
 		return nil, fmt.Errorf("lazyfs: size backing file: %w", err)
@@ -302,6 +331,9 @@ func (s *Server) Close() error {
 		err = nil
 	}
 	s.backing.Close()
+	if s.opts.BackingPath != "" {
+		os.Remove(s.opts.BackingPath)
+	}
 	if err != nil {
 		return fmt.Errorf("lazyfs: unmount %s: %w", s.dir, err)
 	}
@@ -454,13 +486,28 @@ func (s *Server) ensure(sl *slot, demand bool) error {
 	}
 }
 
-// fill fetches sl and writes it at each of its indexes.
+// fill fetches sl and writes it at each of its indexes (or has a Filler
+// write it into the named backing file).
 func (s *Server) fill(sl *slot) error {
-	f, err := s.fetcher.FetchChunk(s.ctx, sl.id)
-	if err == nil {
-		for _, idx := range sl.indexes {
-			if err = writeSparse(s.backing, f.Raw, int64(idx)*int64(s.file.ChunkSize)); err != nil {
-				break
+	var f snapshot.FetchedChunk
+	var rawLen int
+	var err error
+	if fl, ok := s.fetcher.(Filler); ok && s.opts.BackingPath != "" {
+		offs := make([]int64, len(sl.indexes))
+		for i, idx := range sl.indexes {
+			offs[i] = int64(idx) * int64(s.file.ChunkSize)
+		}
+		var filled Filled
+		filled, err = fl.FillChunk(s.ctx, sl.id, s.opts.BackingPath, offs)
+		f.FromCache, f.Stored, rawLen = filled.FromCache, filled.Stored, filled.Raw
+	} else {
+		f, err = s.fetcher.FetchChunk(s.ctx, sl.id)
+		rawLen = len(f.Raw)
+		if err == nil {
+			for _, idx := range sl.indexes {
+				if err = writeSparse(s.backing, f.Raw, int64(idx)*int64(s.file.ChunkSize)); err != nil {
+					break
+				}
 			}
 		}
 	}
@@ -485,7 +532,7 @@ func (s *Server) fill(sl *slot) error {
 		s.stats.FromCache++
 	}
 	s.stats.StoredBytes += int64(f.Stored)
-	s.stats.RawBytes += int64(len(f.Raw))
+	s.stats.RawBytes += int64(rawLen)
 	return nil
 }
 

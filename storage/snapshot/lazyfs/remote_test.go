@@ -1,0 +1,119 @@
+package lazyfs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-vm/hangar/storage/chunk"
+	"github.com/hangar-vm/hangar/storage/snapshot"
+)
+
+// mapFetcher serves chunks from a map (a unit-test stand-in for a Repo).
+type mapFetcher map[chunk.ID][]byte
+
+func (m mapFetcher) FetchChunk(ctx context.Context, id chunk.ID) (snapshot.FetchedChunk, error) {
+	b, ok := m[id]
+	if !ok {
+		return snapshot.FetchedChunk{}, errors.New("no such chunk")
+	}
+	return snapshot.FetchedChunk{Raw: b, Stored: len(b) / 2, FromCache: true}, nil
+}
+
+// TestSocketFetcherWaitsForServer: a fetch while no server listens
+// waits; once a server comes, it gets the chunk. A chunk the server cannot
+// fetch is a final error.
+func TestSocketFetcherWaitsForServer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.sock")
+	raw := bytes.Repeat([]byte("hangar"), 1000)
+	id := chunk.Sum(raw)
+	f := SocketFetcher{Path: path, Patience: time.Minute}
+
+	got := make(chan error, 1)
+	var fc snapshot.FetchedChunk
+	go func() {
+		var err error
+		fc, err = f.FetchChunk(context.Background(), id)
+		got <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	select {
+	case err := <-got:
+		t.Fatalf("fetch without a server returned: %v", err)
+	default:
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, nil)
+	defer srv.Close()
+	if err := <-got; err != nil {
+		t.Fatalf("fetch once the server is up: %v", err)
+	}
+	if !bytes.Equal(fc.Raw, raw) || !fc.FromCache || fc.Stored != len(raw)/2 {
+		t.Fatalf("fetched %d bytes (cache %v, stored %d), want the chunk", len(fc.Raw), fc.FromCache, fc.Stored)
+	}
+	if _, err := f.FetchChunk(context.Background(), chunk.Sum([]byte("missing"))); err == nil || !strings.Contains(err.Error(), "no such chunk") {
+		t.Fatalf("fetch of a chunk the server cannot fetch: %v, want its error", err)
+	}
+}
+
+// TestSocketFetcherPatience: without a server, a fetch gives up after
+// its patience, and at once when its context ends.
+func TestSocketFetcherPatience(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	f := SocketFetcher{Path: path, Patience: 300 * time.Millisecond}
+	if _, err := f.FetchChunk(context.Background(), chunk.Sum([]byte("x"))); err == nil || !errors.Is(err, errNoAnswer) {
+		t.Fatalf("fetch with no server: %v, want it to give up", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.Patience = time.Hour
+	if _, err := f.FetchChunk(ctx, chunk.Sum([]byte("x"))); !errors.Is(err, context.Canceled) {
+		t.Fatalf("fetch with a cancelled context: %v", err)
+	}
+}
+
+// TestSocketFetcherFill: the server writes a chunk into the backing file
+// it is allowed to fill, at every offset asked (zero pages left as
+// holes); another path is refused.
+func TestSocketFetcherFill(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.sock")
+	raw := append(bytes.Repeat([]byte{7}, 4096), make([]byte, 4096)...)
+	id := chunk.Sum(raw)
+	backing := filepath.Join(dir, "backing")
+	if err := os.WriteFile(backing, make([]byte, 4*len(raw)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, func(p string) bool { return p == backing })
+	defer srv.Close()
+	f := SocketFetcher{Path: path, Patience: time.Minute}
+	got, err := f.FillChunk(context.Background(), id, backing, []int64{0, int64(2 * len(raw))})
+	if err != nil || got.Raw != len(raw) || !got.FromCache {
+		t.Fatalf("fill: %+v, %v", got, err)
+	}
+	b, err := os.ReadFile(backing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(append([]byte{}, raw...), make([]byte, len(raw))...), raw...)
+	want = append(want, make([]byte, len(raw))...)
+	if !bytes.Equal(b, want) {
+		t.Fatal("the backing file does not hold the chunk at both offsets")
+	}
+	if _, err := f.FillChunk(context.Background(), id, filepath.Join(dir, "other"), []int64{0}); err == nil || !strings.Contains(err.Error(), "not a lazy backing file") {
+		t.Fatalf("fill of a path the server may not write: %v, want a refusal", err)
+	}
+}
