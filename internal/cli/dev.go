@@ -97,6 +97,7 @@ AWS_SECRET_ACCESS_KEY.`,
 	f.StringVar(&cfg.Listen, "listen", devenv.DefaultListen, "server address (port 0: any free port)")
 	f.IntVar(&cfg.HostPort, "host-port", devenv.DefaultHostPort, "first host's API port on 127.0.0.1; host N gets this+N-1 (0: any free ports)")
 	f.StringVar(&cfg.Accel, "accel", qemu.AccelKVM, "QEMU accelerator: kvm, or tcg (software emulation) where /dev/kvm is missing or hangs guests")
+	f.BoolVar(&cfg.LazyRestore, "lazy-restore", false, "hosts resume guests restored from the store before their memory is all fetched (restore.lazy; needs root and /dev/fuse)")
 	f.Int64Var(&cfg.HostMemoryMiB, "host-memory", 0, "guest memory in MiB each host offers (0: the machine's memory less 1 GiB)")
 	f.StringVar(&cfg.ImageDir, "image-dir", "", "a built guest image (default: build the default image, cached)")
 	f.StringVar(&cfg.S3.Endpoint, "s3-endpoint", "", "S3 endpoint host:port (MinIO, AWS) to use as the store instead of <dir>/store")

@@ -29,6 +29,10 @@ type Config struct {
 	// Accel is the QEMU accelerator: kvm (default) or tcg (software
 	// emulation, for machines whose /dev/kvm is missing or hangs guests).
 	Accel string
+	// LazyRestore gives every host restore.lazy: restores and forks from
+	// the store resume the guest before its memory is all fetched
+	// (docs/lazy-restore.md; needs root and /dev/fuse, else eager).
+	LazyRestore bool
 	// HostMemoryMiB is the guest memory each host offers; 0 is the host
 	// daemon's default (the machine's memory less 1 GiB — every host
 	// offers it, they share one machine).

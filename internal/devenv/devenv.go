@@ -125,6 +125,7 @@ func Run(ctx context.Context, cfg Config) error {
 			HostID: id, Listen: listen, ServerURL: url, ClusterToken: tokens.Cluster,
 			DataDir: dataDir, Store: hstore,
 			QEMU:     daemon.QEMUConfig{Accel: cfg.Accel},
+			Restore:  daemon.RestoreConfig{Lazy: cfg.LazyRestore},
 			Image:    daemon.ImageConfig{Dir: img.Dir},
 			Capacity: daemon.CapacityConfig{MemoryMiB: cfg.HostMemoryMiB},
 		}, cfg.Logger)
