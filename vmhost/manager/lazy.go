@@ -26,8 +26,9 @@ import (
 //
 //   - standby goes through the driver's private standby, which reads every
 //     page (fetching what is still missing) into a new memory file in the
-//     snapshot directory; then the server is stopped (unmount, backing
-//     file dropped) and the upload job runs as after any standby;
+//     snapshot directory; it gets chunk digests from the chunks the
+//     daemon filled (lazydigests.go); then the server is stopped (unmount,
+//     backing file dropped) and the upload job runs as after any standby;
 //   - stop, delete and a crash of the guest end the VM first, then stop
 //     the server; Close and Detach leave both running;
 //   - a manager that opens (recoverLazy) re-attaches a running VM whose
@@ -130,9 +131,12 @@ func (m *Manager) fromCentralLazy(ctx context.Context, e *entry, man *snapshot.M
 		if child != nil {
 			m.stopLazyChild(child)
 		}
+		m.takeLazyDigests(run)
 		removeAll(run)
 		m.update(e, func(in *Instance) { in.RunDir, in.LazyFrom = "", nil })
 	}()
+	// Before the server starts: it fills from its first read on.
+	m.startLazyDigests(run, mem.Size, mem.ChunkSize)
 	mnt := filepath.Join(run, lazyMountDir)
 	if err := os.MkdirAll(mnt, 0o700); err != nil {
 		return nil, "", fmt.Errorf("lazy restore: %w", err)
@@ -188,6 +192,7 @@ func (m *Manager) closeLazy(e *entry) {
 		return
 	}
 	m.stopLazyChild(srv)
+	m.takeLazyDigests(srv.dir) // if the caller did not save them (saveLazyDigests)
 	m.log.Info("lazy mount closed", "instance", e.id, "server_pid", srv.pid)
 	if err := m.update(e, func(in *Instance) { in.LazyFrom = nil }); err != nil {
 		m.log.Warn("record lazy mount closed", "instance", e.id, "err", err)

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hangar-vm/hangar/storage/snapshot"
 	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
+	"github.com/hangar-vm/hangar/vmhost"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
 )
 
@@ -65,6 +67,33 @@ func (h *host) vmPID(id string) int {
 	return h.m.insts[id].vm.PID()
 }
 
+// sameChunkBytes is the raw bytes of the non-hole chunks of snapshot to's
+// memory file that have the id snapshot from's has at the same index.
+func sameChunkBytes(t testing.TB, h *host, from, to string) int64 {
+	t.Helper()
+	mem := func(sid string) snapshot.File {
+		man, err := h.repo.Manifest(context.Background(), sid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range man.Files {
+			if f.Name == vmhost.MemoryFile {
+				return f
+			}
+		}
+		t.Fatalf("snapshot %s has no %s", sid, vmhost.MemoryFile)
+		return snapshot.File{}
+	}
+	a, b := mem(from), mem(to)
+	var n int64
+	for i, c := range b.Chunks {
+		if !c.Hole && i < len(a.Chunks) && !a.Chunks[i].Hole && a.Chunks[i].ID == c.ID {
+			n += int64(c.RawLen)
+		}
+	}
+	return n
+}
+
 func readToken(t testing.TB, c *agent.Client, path string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -79,8 +108,10 @@ func readToken(t testing.TB, c *agent.Client, path string) (string, error) {
 // on its own mount until deleted; a second token written on B, a named
 // snapshot taken of the lazy guest; standby on
 // B goes through the private standby (every page read through the mount,
-// converted into a new memory file), the mount goes, the upload commits;
-// the ordinary restore on A finds both tokens.
+// converted into a new memory file, which gets chunk digests from the
+// chunks the daemon filled), the mount goes, the upload commits with most
+// chunks recalled, not hashed; the ordinary restore on A finds both
+// tokens.
 func TestLazyRestore(t *testing.T) {
 	needFUSE(t)
 	ctx := context.Background()
@@ -162,7 +193,20 @@ func TestLazyRestore(t *testing.T) {
 	if n := lazyMounts(t, b.root); n != 0 {
 		t.Fatalf("%d mounts under b's root after the standby, want 0", n)
 	}
-	b.waitStorage(id, StorageCentral, uploadTimeout)
+	// The new memory file got chunk digests from the chunks b's daemon
+	// filled (lazydigests.go): its upload takes the ids of what the guest
+	// left alone instead of hashing them.
+	p := b.waitStorage(id, StorageCentral, uploadTimeout).Snapshot.Progress
+	t.Logf("upload after the lazy guest's standby: %d of %d non-zero bytes unchanged since the lazy restore (not hashed), %d uploaded",
+		p.Unchanged, p.NonZero, p.Uploaded)
+	// Exactly the chunks that are what they were in the restored snapshot
+	// (QEMU read every page at standby, so every non-hole chunk was filled
+	// and recorded): the rest were hashed.
+	same := sameChunkBytes(t, b, sid1, sid2)
+	t.Logf("%d bytes in chunks the same as in %s at the same place", same, sid1)
+	if p.Unchanged == 0 || p.Unchanged != same {
+		t.Fatalf("upload after the lazy guest's standby: progress %+v, want %d bytes unchanged (the chunks the guest left alone)", p, same)
+	}
 
 	// Back on A, the ordinary (eager) way, as a new instance.
 	back, err := a.m.RestoreSnapshot(ctx, sid2, ForkSpec{ID: "lazy-back", Name: "lazy-back"})

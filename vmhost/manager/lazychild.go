@@ -71,7 +71,7 @@ func (m *Manager) serveChunks() {
 		// Only a lazy server's backing file in a runtime directory here.
 		return filepath.Clean(path) == path && strings.HasPrefix(path, runs) &&
 			filepath.Base(path) == lazyfs.ChildBackingFile && filepath.Dir(filepath.Dir(path))+"/" == runs
-	})
+	}, m.chunkFilled)
 }
 
 // startLazyChild starts the lazy server process for cfg and waits until

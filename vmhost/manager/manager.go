@@ -103,6 +103,10 @@ type Manager struct {
 	// chunks serves lazy server processes (lazychild.go); nil if the repo
 	// cannot fetch single chunks.
 	chunks *lazyfs.ChunkServer
+	// lazyDigests holds, by backing file path, the chunks filled into
+	// each lazy restore of this manager (lazydigests.go).
+	lazyDigestsMu sync.Mutex
+	lazyDigests   map[string]*lazyDigests
 }
 
 // entry is one instance's in-memory state. meta, op and readers are

@@ -137,9 +137,17 @@ func (m *Manager) Standby(ctx context.Context, id string, opts StandbyOptions) (
 		return m.current(e), fmt.Errorf("standby instance %s: %w", id, err)
 	}
 	// A lazy VM's standby read every page through its mount and wrote a
-	// new memory file; the VMM has quit, so the mount can go.
+	// new memory file: it gets the digests of the chunks filled
+	// (lazydigests.go); the VMM has quit, so the mount can go.
+	m.mu.Lock()
+	lazy := e.lazy
+	m.mu.Unlock()
+	if lazy != nil {
+		m.saveLazyDigests(lazy.dir, dir)
+	} else {
+		m.moveDigests(liveMemory, filepath.Join(dir, vmhost.MemoryFile)) // the memory file moved there
+	}
 	m.closeLazy(e)
-	m.moveDigests(liveMemory, filepath.Join(dir, vmhost.MemoryFile)) // the memory file moved there
 	m.log.Info("instance on standby", "instance", id, "snapshot", sid, "compression", setting.String(),
 		"pause", info.PauseDuration, "durable_after", time.Since(start))
 	if err := m.parked(e, sid, opts.Name, setting, info.Created); err != nil {

@@ -50,6 +50,7 @@ type ChunkServer struct {
 	ln     net.Listener
 	f      Fetcher
 	allow  func(path string) bool
+	filled FilledFunc
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,14 +59,23 @@ type ChunkServer struct {
 	conns  map[net.Conn]bool
 }
 
+// FilledFunc is told of every chunk a ChunkServer is to write into an
+// allowed backing file: the file, the offsets, the chunk's id and its raw
+// bytes, which the Fetcher verified against id. It runs beside the write
+// and returns before the answer, so it has been told of every fill a
+// client was told succeeded (and possibly of one whose write failed: the
+// bytes still have that id). It must not keep or change raw.
+type FilledFunc func(path string, offs []int64, id chunk.ID, raw []byte)
+
 // ServeChunks serves f's chunks on ln until Close. It fills the backing
-// files allowFill accepts (nil: none; a fill request then fails).
-func ServeChunks(ln net.Listener, f Fetcher, log *slog.Logger, allowFill func(path string) bool) *ChunkServer {
+// files allowFill accepts (nil: none; a fill request then fails) and
+// tells filled (nil: nobody) of each fill.
+func ServeChunks(ln net.Listener, f Fetcher, log *slog.Logger, allowFill func(path string) bool, filled FilledFunc) *ChunkServer {
 	if log == nil {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &ChunkServer{ln: ln, f: f, allow: allowFill, log: log.With("component", "lazyfs-chunks"), ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}}
+	s := &ChunkServer{ln: ln, f: f, allow: allowFill, filled: filled, log: log.With("component", "lazyfs-chunks"), ctx: ctx, cancel: cancel, conns: map[net.Conn]bool{}}
 	s.wg.Add(1)
 	go s.accept()
 	return s
@@ -148,7 +158,7 @@ func (s *ChunkServer) serve(c net.Conn) {
 			payload = f.Raw
 			binary.BigEndian.PutUint32(hdr[6:], uint32(len(payload)))
 		case opFill:
-			err = s.fill(path, offs, f.Raw)
+			err = s.fillTold(path, offs, id, f.Raw)
 			binary.BigEndian.PutUint32(hdr[6:], uint32(len(f.Raw)))
 		default:
 			err = fmt.Errorf("unknown op %d", req[0])
@@ -167,6 +177,22 @@ func (s *ChunkServer) serve(c net.Conn) {
 		return
 	}
 	c.Write(payload)
+}
+
+// fillTold fills, and tells s.filled of the chunk while the write runs
+// (what it computes, a keyed digest, costs about as much as the write).
+func (s *ChunkServer) fillTold(path string, offs []int64, id chunk.ID, raw []byte) error {
+	if s.filled == nil || s.allow == nil || !s.allow(path) {
+		return s.fill(path, offs, raw)
+	}
+	told := make(chan struct{})
+	go func() {
+		defer close(told)
+		s.filled(path, offs, id, raw)
+	}()
+	err := s.fill(path, offs, raw)
+	<-told
+	return err
 }
 
 // fill writes raw at each of offs in the file at path, sparse.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +54,7 @@ func TestSocketFetcherWaitsForServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, nil)
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, nil, nil)
 	defer srv.Close()
 	if err := <-got; err != nil {
 		t.Fatalf("fetch once the server is up: %v", err)
@@ -97,12 +99,24 @@ func TestSocketFetcherFill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, func(p string) bool { return p == backing })
+	var mu sync.Mutex
+	var told []string // what the FilledFunc heard, before each answer
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, func(p string) bool { return p == backing },
+		func(p string, offs []int64, got chunk.ID, b []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			told = append(told, fmt.Sprintf("%s %v %v %v", p, offs, got == id, bytes.Equal(b, raw)))
+		})
 	defer srv.Close()
 	f := SocketFetcher{Path: path, Patience: time.Minute}
 	got, err := f.FillChunk(context.Background(), id, backing, []int64{0, int64(2 * len(raw))})
 	if err != nil || got.Raw != len(raw) || !got.FromCache {
 		t.Fatalf("fill: %+v, %v", got, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := fmt.Sprintf("%s [0 %d] true true", backing, 2*len(raw)); len(told) != 1 || told[0] != want {
+		t.Fatalf("filled was told %q, want [%q]", told, want)
 	}
 	b, err := os.ReadFile(backing)
 	if err != nil {
@@ -115,5 +129,8 @@ func TestSocketFetcherFill(t *testing.T) {
 	}
 	if _, err := f.FillChunk(context.Background(), id, filepath.Join(dir, "other"), []int64{0}); err == nil || !strings.Contains(err.Error(), "not a lazy backing file") {
 		t.Fatalf("fill of a path the server may not write: %v, want a refusal", err)
+	}
+	if len(told) != 1 {
+		t.Fatalf("filled was told of a refused fill: %q", told)
 	}
 }
