@@ -97,7 +97,7 @@ func BenchmarkDownload(b *testing.B) {
 
 // BenchmarkWriteChunk compares ways to write decoded 4 MiB chunks of
 // memory-like data (40% zero pages, some scattered singly) into a fresh
-// sparse file, as a download does: writeSparse (one pwrite per run of
+// sparse file, as a download does: chunk.WriteSparse (one pwrite per run of
 // non-zero pages, zero pages left as holes) against one WriteAt of the
 // whole chunk, and one WriteAt followed by punching the zero runs out
 // again. Each iteration writes benchSize bytes into a new file and drops
@@ -124,8 +124,8 @@ func BenchmarkWriteChunk(b *testing.B) {
 			start = -1
 			return err
 		}
-		for p := 0; p < len(raw); p += sparsePage {
-			if chunk.IsZero(raw[p:min(p+sparsePage, len(raw))]) {
+		for p := 0; p < len(raw); p += chunk.SparsePage {
+			if chunk.IsZero(raw[p:min(p+chunk.SparsePage, len(raw))]) {
 				if start < 0 {
 					start = p
 				}
@@ -142,7 +142,7 @@ func BenchmarkWriteChunk(b *testing.B) {
 	for _, tc := range []struct {
 		name  string
 		write func(*os.File, []byte, int64) error
-	}{{"sparse-pwrite", writeSparse}, {"whole", whole}, {"whole+punch", punch}} {
+	}{{"sparse-pwrite", func(f *os.File, raw []byte, off int64) error { return chunk.WriteSparse(f, raw, off) }}, {"whole", whole}, {"whole+punch", punch}} {
 		b.Run(tc.name, func(b *testing.B) {
 			dir := b.TempDir()
 			b.SetBytes(int64(len(chunks)) * cs)

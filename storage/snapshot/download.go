@@ -121,7 +121,7 @@ type download struct {
 // Each file is first written to a temporary file in dir
 // (".<name>.partial-*"), sized to the file (so it is sparse) and filled
 // with WriteAt at each chunk's offset; holes are never written and stay
-// holes, and so are the all-zero pages inside a chunk (writeSparse). Chunks are fetched opts.Concurrency at a time: from opts.Cache
+// holes, and so are the all-zero pages inside a chunk (chunk.WriteSparse). Chunks are fetched opts.Concurrency at a time: from opts.Cache
 // first, else from the store (then offered to the cache); each is verified
 // against its id (chunk.Decode) before a byte of it is written. A corrupt
 // cached copy is removed from the cache and fetched from the store instead;
@@ -246,7 +246,7 @@ func (d *download) one(ctx context.Context, id chunk.ID, ts []target) error {
 		digest = d.opts.DigestKey.Digest(f.raw)
 	}
 	for _, t := range ts {
-		if err := writeSparse(d.files[t.file], f.raw, t.off); err != nil {
+		if err := chunk.WriteSparse(d.files[t.file], f.raw, t.off); err != nil {
 			return fmt.Errorf("%s: %w", name(t), err)
 		}
 		if d.records != nil {
@@ -277,42 +277,6 @@ func (d *download) one(ctx context.Context, id chunk.ID, ts []target) error {
 			p.FromStore += int64(f.stored)
 		}
 	})
-	return nil
-}
-
-// sparsePage is the granularity at which writeSparse skips zeros: the page
-// size of the guests and hosts hangar targets, so a skipped run is whole
-// file-system blocks that stay unallocated.
-const sparsePage = 4096
-
-// writeSparse writes raw at off in f, skipping every all-zero page: f is a
-// fresh file truncated to its size, so a page not written reads back as
-// zeros and stays a hole. Guest memory is mostly zero pages scattered
-// inside non-zero chunks; not writing them saves the page-cache copy, the
-// disk write at fsync and the disk space, and was the largest CPU cost of
-// a download (the kernel's copy into fresh page-cache pages). Runs of
-// non-zero pages go out in one WriteAt each.
-func writeSparse(f *os.File, raw []byte, off int64) error {
-	start := -1 // start of the current run of non-zero pages, or -1
-	for p := 0; p < len(raw); p += sparsePage {
-		if !chunk.IsZero(raw[p:min(p+sparsePage, len(raw))]) {
-			if start < 0 {
-				start = p
-			}
-			continue
-		}
-		if start >= 0 {
-			if _, err := f.WriteAt(raw[start:p], off+int64(start)); err != nil {
-				return err
-			}
-			start = -1
-		}
-	}
-	if start >= 0 {
-		if _, err := f.WriteAt(raw[start:], off+int64(start)); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 

@@ -13,13 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hangar-vm/hangar/storage/cache"
+	"github.com/hangar-vm/hangar/storage/chunk"
 )
 
-// TestWriteSparse: writeSparse restores every byte and leaves each all-zero
+// TestWriteSparse: chunk.WriteSparse restores every byte and leaves each all-zero
 // page unwritten (a hole), whatever the pattern of zero and data pages and
 // however the chunk ends.
 func TestWriteSparse(t *testing.T) {
-	const pg = sparsePage
+	const pg = chunk.SparsePage
 	data := func(n int) []byte { return bytes.Repeat([]byte{0xa5}, n) }
 	zero := func(n int) []byte { return make([]byte, n) }
 	cat := func(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -47,7 +48,7 @@ func TestWriteSparse(t *testing.T) {
 			if err := f.Truncate(at + int64(len(tc.raw)) + pg); err != nil {
 				t.Fatal(err)
 			}
-			if err := writeSparse(f, tc.raw, at); err != nil {
+			if err := chunk.WriteSparse(f, tc.raw, at); err != nil {
 				t.Fatal(err)
 			}
 			got := make([]byte, len(tc.raw))

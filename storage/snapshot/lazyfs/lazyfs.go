@@ -505,7 +505,7 @@ func (s *Server) fill(sl *slot) error {
 		rawLen = len(f.Raw)
 		if err == nil {
 			for _, idx := range sl.indexes {
-				if err = writeSparse(s.backing, f.Raw, int64(idx)*int64(s.file.ChunkSize)); err != nil {
+				if err = chunk.WriteSparse(s.backing, f.Raw, int64(idx)*int64(s.file.ChunkSize)); err != nil {
 					break
 				}
 			}
@@ -603,33 +603,6 @@ func (s *Server) read(dest []byte, off int64) ([]byte, syscall.Errno) {
 	}
 	s.mu.Unlock()
 	return dest, 0
-}
-
-// writeSparse writes raw at off, skipping all-zero pages (the backing
-// file is sparse, so they read back as zeros).
-func writeSparse(f *os.File, raw []byte, off int64) error {
-	const page = 4096
-	start := -1 // start of the current run of non-zero pages, or -1
-	for p := 0; p < len(raw); p += page {
-		if !chunk.IsZero(raw[p:min(p+page, len(raw))]) {
-			if start < 0 {
-				start = p
-			}
-			continue
-		}
-		if start >= 0 {
-			if _, err := f.WriteAt(raw[start:p], off+int64(start)); err != nil {
-				return err
-			}
-			start = -1
-		}
-	}
-	if start >= 0 {
-		if _, err := f.WriteAt(raw[start:], off+int64(start)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // ReadSizeSummary renders ReadSizes as "size×count" pairs, largest count

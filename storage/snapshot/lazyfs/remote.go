@@ -206,7 +206,7 @@ func (s *ChunkServer) fill(path string, offs []int64, raw []byte) error {
 	}
 	defer f.Close()
 	for _, off := range offs {
-		if err := writeSparse(f, raw, off); err != nil {
+		if err := chunk.WriteSparse(f, raw, off); err != nil {
 			return fmt.Errorf("fill %s: %w", path, err)
 		}
 	}
