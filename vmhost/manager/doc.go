@@ -122,5 +122,9 @@
 // whose bytes are still the ones recorded, and a torn or lost record is
 // rejected or absent. Either way the upload is correct; it is only slower
 // for the chunks that no longer match. The key stays across restarts
-// (same data directory), so a restarted daemon still uses the records.
+// (same data directory), so a restarted daemon still uses the records. A
+// lazily restored VM's standby writes a new memory file; its record is
+// built from the chunks the manager filled into the lazy server's backing
+// file (lazydigests.go), held in memory only: a VM re-attached after a
+// restart parks without a record and its upload hashes every chunk.
 package manager
