@@ -250,11 +250,26 @@ func (f *freeList) close() {
 // returned as is. Chunks not yet delivered are released by Split; delivered
 // ones are the consumer's to release. r must hold at least size bytes; a
 // shorter r is an error wrapping io.ErrUnexpectedEOF.
+//
+// When r is an *os.File (on Linux), chunks wholly inside a hole of the file
+// are holes without being read (lseek SEEK_DATA), and the file's readahead
+// is turned off for this open file (see holesOf).
 func Split(ctx context.Context, r io.ReaderAt, size int64, opts Options, fn func(context.Context, *Chunk) error) error {
 	if size < 0 {
 		return fmt.Errorf("split: negative size %d", size)
 	}
 	return split(ctx, opts, fn, func(s *splitter) (int64, error) { return s.produceAt(r, size) })
+}
+
+// holeFinder is an input that knows its holes: a sparse file. A chunk that
+// lies wholly in a hole is known to be zero without being read, which for
+// a sparse memory file (untouched guest RAM, zero pages a restore left
+// unwritten) saves the read and the zero-filled pages the kernel would put
+// in the page cache for it.
+type holeFinder interface {
+	// inHole reports whether [off, off+n) is wholly inside a hole; false
+	// when unsure.
+	inHole(off, n int64) bool
 }
 
 // SplitReader is Split for a stream of unknown length: chunks are read from
@@ -271,6 +286,8 @@ type job struct {
 	// readAt, if set, is read by the worker (Split); otherwise the producer
 	// already filled the buffer (SplitReader).
 	readAt io.ReaderAt
+	// holes, if set, tells chunks in a hole of readAt, which are not read.
+	holes holeFinder
 }
 
 type splitter struct {
@@ -377,11 +394,13 @@ deliver:
 func (s *splitter) produceAt(r io.ReaderAt, size int64) (int64, error) {
 	cs := int64(s.opts.ChunkSize)
 	n := (size + cs - 1) / cs
+	holes := holesOf(r)
 	for i := range n {
 		off := i * cs
 		if err := s.submit(job{
 			chunk:  &Chunk{Index: i, Offset: off, Len: int(min(cs, size-off))},
 			readAt: r,
+			holes:  holes,
 		}); err != nil {
 			return i, err
 		}
@@ -473,6 +492,11 @@ func (s *splitter) work() error {
 func (s *splitter) process(c *Chunk, j job) error {
 	b := j.buf
 	raw := b.mem[HeaderSize : HeaderSize+c.Len]
+	if j.holes != nil && j.holes.inHole(c.Offset, int64(c.Len)) {
+		clear(raw) // the buffer may hold an earlier chunk's bytes
+		c.Raw, c.Hole = raw, true
+		return nil
+	}
 	if j.readAt != nil {
 		n, err := j.readAt.ReadAt(raw, c.Offset)
 		if n < len(raw) {
