@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hangar-vm/hangar/storage/chunk"
@@ -200,7 +201,9 @@ func (s *ChunkServer) fill(path string, offs []int64, raw []byte) error {
 	if s.allow == nil || !s.allow(path) {
 		return fmt.Errorf("fill %s: not a lazy backing file of this host", path)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	// O_NOFOLLOW: a symlink named like a backing file is not one (it
+	// would have this daemon write wherever it points).
+	f, err := os.OpenFile(path, os.O_WRONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("fill: %w", err)
 	}

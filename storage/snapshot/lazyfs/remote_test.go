@@ -134,3 +134,38 @@ func TestSocketFetcherFill(t *testing.T) {
 		t.Fatalf("filled was told of a refused fill: %q", told)
 	}
 }
+
+// TestChunkServerFillRefusesSymlink: a backing file the server may fill
+// that is a symlink is refused, and the file it points at (outside the
+// runtime directories) is left as it was.
+func TestChunkServerFillRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.sock")
+	raw := bytes.Repeat([]byte{7}, 8192)
+	id := chunk.Sum(raw)
+	outside := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(outside, make([]byte, len(raw)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	backing := filepath.Join(dir, "backing")
+	if err := os.Symlink(outside, backing); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, func(p string) bool { return p == backing }, nil)
+	defer srv.Close()
+	f := SocketFetcher{Path: path, Patience: time.Minute}
+	if _, err := f.FillChunk(context.Background(), id, backing, []int64{0}); err == nil {
+		t.Fatal("fill through a symlink succeeded, want a refusal")
+	}
+	b, err := os.ReadFile(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, make([]byte, len(raw))) {
+		t.Fatal("the fill wrote through the symlink into a file outside the allowed path")
+	}
+}
