@@ -208,6 +208,17 @@ func (s *ChunkServer) fill(path string, offs []int64, raw []byte) error {
 		return fmt.Errorf("fill: %w", err)
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("fill: %w", err)
+	}
+	// The server sized the file: a chunk lies wholly inside it (offsets
+	// come off the socket; a bad one must not grow the file or wrap).
+	for _, off := range offs {
+		if off < 0 || off > st.Size()-int64(len(raw)) {
+			return fmt.Errorf("fill %s: chunk of %d bytes at offset %d outside the file's %d bytes", path, len(raw), off, st.Size())
+		}
+	}
 	for _, off := range offs {
 		if err := chunk.WriteSparse(f, raw, off); err != nil {
 			return fmt.Errorf("fill %s: %w", path, err)

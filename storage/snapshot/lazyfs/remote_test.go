@@ -169,3 +169,48 @@ func TestChunkServerFillRefusesSymlink(t *testing.T) {
 		t.Fatal("the fill wrote through the symlink into a file outside the allowed path")
 	}
 }
+
+// TestChunkServerFillOffsetOutsideFile: a fill at an offset where the
+// chunk does not lie wholly inside the backing file (past its end,
+// negative) is refused and writes nothing: the file keeps its size.
+func TestChunkServerFillOffsetOutsideFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.sock")
+	raw := bytes.Repeat([]byte{7}, 8192)
+	id := chunk.Sum(raw)
+	backing := filepath.Join(dir, "backing")
+	size := int64(4 * len(raw))
+	if err := os.WriteFile(backing, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := ServeChunks(ln, mapFetcher{id: raw}, nil, func(p string) bool { return p == backing }, nil)
+	defer srv.Close()
+	f := SocketFetcher{Path: path, Patience: time.Minute}
+	for _, off := range []int64{size - int64(len(raw)) + 4096, 1 << 40, -4096} {
+		if _, err := f.FillChunk(context.Background(), id, backing, []int64{0, off}); err == nil {
+			t.Errorf("fill at offset %d of a %d-byte file succeeded, want a refusal", off, size)
+		}
+		st, err := os.Stat(backing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() != size {
+			t.Fatalf("fill at offset %d grew the file to %d bytes", off, st.Size())
+		}
+	}
+	b, err := os.ReadFile(backing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(b, make([]byte, size)) {
+		t.Fatal("a refused fill wrote into the file")
+	}
+	// The last chunk of the file fits exactly.
+	if _, err := f.FillChunk(context.Background(), id, backing, []int64{size - int64(len(raw))}); err != nil {
+		t.Fatalf("fill of the last chunk: %v", err)
+	}
+}
