@@ -206,8 +206,15 @@ func Mount(dir string, file snapshot.File, f Fetcher, opts Options) (_ *Server, 
 	if err != nil {
 		return nil, fmt.Errorf("lazyfs: %w", err)
 	}
-	if err := backing.Truncate(file.Size); err != nil {
+	// drop undoes the backing file on an error: a named one is removed.
+	drop := func() {
 		backing.Close()
+		if opts.BackingPath != "" {
+			os.Remove(opts.BackingPath)
+		}
+	}
+	if err := backing.Truncate(file.Size); err != nil {
+		drop()
 		return nil, fmt.Errorf("lazyfs: size backing file: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -223,7 +230,7 @@ func Mount(dir string, file snapshot.File, f Fetcher, opts Options) (_ *Server, 
 			continue
 		}
 		if c.Index < 0 || c.Index >= len(s.slots) {
-			backing.Close()
+			drop()
 			cancel()
 			return nil, fmt.Errorf("lazyfs: file %s: chunk index %d out of range", file.Name, c.Index)
 		}
@@ -257,7 +264,7 @@ func Mount(dir string, file snapshot.File, f Fetcher, opts Options) (_ *Server, 
 		},
 	})
 	if err != nil {
-		backing.Close()
+		drop()
 		cancel()
 		return nil, fmt.Errorf("lazyfs: mount %s: %w", dir, err)
 	}

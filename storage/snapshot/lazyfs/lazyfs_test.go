@@ -226,3 +226,19 @@ func TestDemandAhead(t *testing.T) {
 		t.Fatalf("reading the chunk fetched ahead fetched again: %+v", st)
 	}
 }
+
+// TestMountErrorRemovesNamedBacking: a Mount that fails after creating
+// its named backing file (Options.BackingPath) removes it again.
+func TestMountErrorRemovesNamedBacking(t *testing.T) {
+	dir := t.TempDir()
+	backing := filepath.Join(dir, "lazyfs.backing")
+	id := chunk.Sum([]byte("x"))
+	file := snapshot.File{Name: "memory", Size: 8192, ChunkSize: 4096,
+		Chunks: []snapshot.Chunk{{Index: 5, ID: id.String(), RawLen: 4096}}} // index out of range
+	if _, err := Mount(filepath.Join(dir, "mnt"), file, nil, Options{BackingPath: backing}); err == nil {
+		t.Fatal("mount of a file with a chunk index out of range succeeded")
+	}
+	if _, err := os.Stat(backing); !os.IsNotExist(err) {
+		t.Fatalf("the named backing file is left after a failed mount (stat: %v)", err)
+	}
+}
