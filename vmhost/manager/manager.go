@@ -625,7 +625,10 @@ func (m *Manager) setVM(e *entry, vm vmhost.VM) {
 		e.vm = nil
 		if c := e.lazy; c != nil {
 			e.lazy = nil
-			go m.stopLazyChild(c) // not under the lock: unmounting waits for the kernel
+			go func() { // not under the lock: unmounting waits for the kernel
+				m.takeLazyDigests(c.dir) // the crashed guest parks no more
+				m.stopLazyChild(c)
+			}()
 		}
 	}()
 }
