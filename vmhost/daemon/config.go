@@ -140,12 +140,17 @@ type SnapshotConfig struct {
 // RestoreConfig holds the host's restore settings.
 type RestoreConfig struct {
 	// Lazy restores (and forks) from central storage lazily: the memory
-	// file is served by a FUSE mount in the daemon, its chunks fetched on
-	// first read and prefetched in the background, and the guest resumes
-	// before the whole snapshot is here (docs/lazy-restore.md). Needs root
-	// and /dev/fuse (a host without them restores eagerly). Such a guest
-	// cannot outlive the daemon: after a daemon restart it is back on
-	// standby on its committed snapshot. Default false.
+	// file is served by a FUSE mount (a server process of its own per
+	// guest, fed chunks by the daemon over a unix socket), its chunks
+	// fetched on first read and prefetched in the background, and the
+	// guest resumes before the whole snapshot is here
+	// (docs/lazy-restore.md). Needs root and /dev/fuse (a host without
+	// them restores eagerly). With qemu.keep_running such a guest outlives
+	// a killed daemon like any other and is re-attached; without it, a
+	// daemon that ends takes it along and it comes back on standby on the
+	// snapshot it was restored from. Its next standby moves all its RAM
+	// through QEMU's migration stream (slower than a plain standby).
+	// Default false.
 	Lazy bool `yaml:"lazy"`
 }
 
