@@ -21,6 +21,7 @@ import (
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/internal/miniotest"
 	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/internal/vmtest"
 	"github.com/hangar-vm/hangar/vmhost/guest"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
 )
@@ -452,18 +453,8 @@ func checkMark(t *testing.T, a *agent.Client, m guestMark, what string) {
 	if st.Counter < m.state.Counter {
 		t.Fatalf("%s: counter %d, was %d: memory did not come back", what, st.Counter, m.state.Counter)
 	}
-	for {
-		later, err := a.State(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if later.Counter > st.Counter {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("%s: counter stuck at %d", what, st.Counter)
-		}
-		time.Sleep(agent.CounterInterval)
+	if err := vmtest.WaitCounterPast(ctx, a, st.Counter); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

@@ -265,18 +265,8 @@ func checkResumed(t testing.TB, c *agent.Client, token string, before agent.Stat
 	if st.Counter < before.Counter {
 		t.Fatalf("counter %d after resume, %d before: memory did not come back", st.Counter, before.Counter)
 	}
-	for {
-		later, err := c.State(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if later.Counter > st.Counter {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("counter stuck at %d after resume", st.Counter)
-		}
-		time.Sleep(agent.CounterInterval)
+	if err := vmtest.WaitCounterPast(ctx, c, st.Counter); err != nil {
+		t.Fatalf("after resume: %v", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hangar-vm/hangar/internal/testenv"
+	"github.com/hangar-vm/hangar/internal/vmtest"
 	"github.com/hangar-vm/hangar/vmhost"
 	"github.com/hangar-vm/hangar/vmhost/guest/agent"
 	"github.com/hangar-vm/hangar/vmhost/qemu"
@@ -195,19 +196,10 @@ func TestPrivateMemoryStandby(t *testing.T) {
 	if err != nil || after.BootID != before.BootID || after.Counter < mid.Counter {
 		t.Fatalf("state after shared restore = %+v, %v; before %+v", after, err, mid)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		later, err := c.State(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if later.Counter > after.Counter {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counter stuck at %d after restore", later.Counter)
-		}
-		time.Sleep(agent.CounterInterval)
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := vmtest.WaitCounterPast(waitCtx, c, after.Counter); err != nil {
+		t.Fatalf("after restore: %v", err)
 	}
 	if res, err := c.Exec(ctx, agent.ExecRequest{Argv: []string{"sh", "-c", "sha256sum /run/noise >/dev/null"}, Timeout: 120}); err != nil || res.ExitCode != 0 {
 		t.Fatalf("guest after shared restore: %+v, %v", res, err)

@@ -244,19 +244,10 @@ func TestGuestStandbyRestore(t *testing.T) {
 	if after.Counter < before.Counter {
 		t.Errorf("counter went back: %d -> %d", before.Counter, after.Counter)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		later, err := c.State(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if later.Counter > after.Counter {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("counter stuck at %d after restore", later.Counter)
-		}
-		time.Sleep(agent.CounterInterval)
+	waitCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := vmtest.WaitCounterPast(waitCtx, c, after.Counter); err != nil {
+		t.Fatalf("after restore: %v", err)
 	}
 
 	// Second generation: the restored VM runs from hostB/memory; standby
