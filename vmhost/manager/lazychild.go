@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hangar-vm/hangar/internal/proc"
 	"github.com/hangar-vm/hangar/storage/snapshot/lazyfs"
 )
 
@@ -169,7 +170,7 @@ func (c *lazyChild) alive() bool {
 			return true
 		}
 	}
-	return lazyfs.ProcessLive(c.pid, filepath.Join(c.dir, lazyfs.ChildConfigFile))
+	return proc.Live(c.pid, filepath.Join(c.dir, lazyfs.ChildConfigFile))
 }
 
 // stopLazyChild ends c (it unmounts; SIGKILL if it does not within

@@ -1,7 +1,6 @@
 package qemu
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,12 +11,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hangar-vm/hangar/internal/proc"
 	"github.com/hangar-vm/hangar/vmhost"
 )
 
@@ -345,30 +344,7 @@ func checkNotLive(dir string) error {
 // livePID reads dir's pidfile and reports a live QEMU serving dir's QMP
 // socket (checked on its command line, so a reused pid does not count).
 func livePID(dir string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, pidFile))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return 0, false
-	}
-	if !bytes.Contains(cmdline, []byte("unix:"+filepath.Join(dir, qmpSocket)+",")) {
-		return 0, false
-	}
-	// A zombie still has a cmdline (empty, in fact) but is not serving.
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-		return 0, false
-	}
-	return pid, true
+	return proc.FromPIDFile(filepath.Join(dir, pidFile), "unix:"+filepath.Join(dir, qmpSocket)+",")
 }
 
 // Attach implements vmhost.Hypervisor.

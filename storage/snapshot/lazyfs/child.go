@@ -1,7 +1,6 @@
 package lazyfs
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -15,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/hangar-vm/hangar/internal/proc"
 	"github.com/hangar-vm/hangar/storage/snapshot"
 )
 
@@ -166,7 +166,7 @@ func waitChildEnd(dir string, term <-chan os.Signal, prefetched <-chan struct{},
 			if err != nil {
 				continue
 			}
-			if !ProcessLive(pid, dir) {
+			if !proc.Live(pid, dir) {
 				return fmt.Sprintf("its VM (pid %d) is gone", pid)
 			}
 			vmGone = exited(pid)
@@ -200,36 +200,8 @@ func exited(pid int) <-chan struct{} {
 	return ch
 }
 
-// ProcessLive reports whether pid is a live (not zombie) process whose
-// command line mentions dir.
-func ProcessLive(pid int, dir string) bool {
-	if pid <= 0 {
-		return false
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-		return false
-	}
-	return true
-}
-
 // ChildPID returns the pid of the live lazy server process of dir, if
 // any (its pidfile, checked against its command line).
 func ChildPID(dir string) (int, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, ChildPIDFile))
-	if err != nil {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !ProcessLive(pid, filepath.Join(dir, ChildConfigFile)) {
-		return 0, false
-	}
-	return pid, true
+	return proc.FromPIDFile(filepath.Join(dir, ChildPIDFile), filepath.Join(dir, ChildConfigFile))
 }
