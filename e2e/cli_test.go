@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hangar-vm/hangar/api"
+	"github.com/hangar-vm/hangar/internal/testenv"
 )
 
 // cliResult is one run of the hangar CLI.
@@ -60,7 +61,7 @@ func (s *Stack) runE(args ...string) (cliResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hangarBin, args...)
-	cmd.Env = append(baseEnv(), s.cliEnv()...)
+	cmd.Env = append(testenv.ChildEnv(), s.cliEnv()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

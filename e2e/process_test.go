@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hangar-vm/hangar/internal/testenv"
 )
 
 // proc is one process the stack runs (hangar server, hangar host), its
@@ -34,7 +36,7 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 	}
 	fmt.Fprintf(logf, "--- %s: starting %s %s\n", time.Now().Format(time.RFC3339Nano), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(testenv.ChildEnv(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -52,20 +54,6 @@ func startProc(name, logPath string, env []string, bin string, args ...string) (
 		close(p.done)
 	}()
 	return p, nil
-}
-
-// baseEnv is the environment every child gets: the caller's, minus the
-// HANGAR_ settings of whoever runs the tests (they would leak into the
-// daemons' configuration), keeping the cache location.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "HANGAR_") && !strings.HasPrefix(kv, "HANGAR_CACHE=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
 }
 
 // exited reports whether the process has ended, and how.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hangar-vm/hangar/api"
 	"github.com/hangar-vm/hangar/internal/cli"
+	"github.com/hangar-vm/hangar/internal/testenv"
 )
 
 // cliResult is one run of the CLI binary.
@@ -32,7 +33,7 @@ func (c *cluster) cliEnv(env []string, args ...string) cliResult {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.bin, args...)
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(testenv.ChildEnv(), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

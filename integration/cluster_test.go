@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -178,20 +177,6 @@ func newCluster(t *testing.T, hostIDs ...string) *cluster {
 	return c
 }
 
-// baseEnv is the test's environment without HANGAR_ settings that could
-// change what the processes do (HANGAR_CACHE stays: it finds the image
-// parts).
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "HANGAR_") && !strings.HasPrefix(kv, "HANGAR_CACHE=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 func (c *cluster) storeEnv() []string {
 	return []string{
 		"HANGAR_STORE_KIND=s3",
@@ -210,7 +195,7 @@ func (c *cluster) spawn(name string, env []string, args ...string) *proc {
 		c.t.Fatal(err)
 	}
 	cmd := exec.Command(c.bin, args...)
-	cmd.Env = append(baseEnv(), env...)
+	cmd.Env = append(testenv.ChildEnv(), env...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	if err := cmd.Start(); err != nil {
 		lf.Close()

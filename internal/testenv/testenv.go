@@ -87,3 +87,18 @@ func missing(t testing.TB, component, what string) {
 	}
 	t.Fatalf("%s not found: run scripts/deps.sh (the README's test command does), or set HANGAR_SKIP_%s=1 to skip knowingly", what, component)
 }
+
+// ChildEnv is the environment for a hangar process a test starts: the
+// test's own, minus the HANGAR_ settings of whoever runs the tests (they
+// would leak into the processes' configuration), keeping HANGAR_CACHE,
+// which finds the image parts.
+func ChildEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "HANGAR_") && !strings.HasPrefix(kv, "HANGAR_CACHE=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
